@@ -1,0 +1,184 @@
+//! Runtime configuration: a TOML file (`--config FILE`) overlaid by command-line
+//! flags. Owns defaults and validation of operator settings; holds no live state.
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything an operator can set. Field docs give the TOML key and default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `listen`: WebSocket address (default `127.0.0.1:7777`).
+    pub listen: SocketAddr,
+    /// `plugins`: the plugin folder (default `plugins`).
+    pub plugins: PathBuf,
+    /// `data`: the data folder for the SQLite store and the compiled-code cache
+    /// (default `data`).
+    pub data: PathBuf,
+    /// `in_memory`: keep events and jobs in memory only (default false).
+    pub in_memory: bool,
+    /// `[tokens]`: bearer token → principal.
+    pub tokens: BTreeMap<String, String>,
+    /// `heartbeat_interval_sec`: how often the runtime pings (default 30).
+    pub heartbeat_interval_sec: u64,
+    /// `resume_window_sec`: advertised resume window (default 600).
+    pub resume_window_sec: u64,
+    /// `[limits]`.
+    pub limits: Limits,
+}
+
+/// Resource limits (`[limits]` table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// `job_memory_mib`: per-job ceiling over all of a job's linear memories
+    /// (default 256); a plugin sidecar may lower it.
+    pub job_memory_mib: u64,
+    /// `max_runtime_sec`: the longest `max_runtime_sec` a client may ask for, and the
+    /// limit of jobs that ask for none (default 86400).
+    pub max_runtime_sec: u64,
+    /// `max_inbound_frame_kib`: inbound frames above this are refused and the
+    /// connection closed with 1009 (default 1024).
+    pub max_inbound_frame_kib: usize,
+    /// `max_result_mib`: cap on a streamed result's total size (default 256).
+    pub max_result_mib: u64,
+    /// `epoch_tick_ms`: the epoch ticker's period; bounds cancel latency (default 2).
+    pub epoch_tick_ms: u64,
+    /// `outbound_queue`: frames buffered per connection before a job's event
+    /// emission waits (default 1024).
+    pub outbound_queue: usize,
+    /// `pool_instances`: component instances the pooling allocator reserves for
+    /// (default 1000; 0 disables pooling).
+    pub pool_instances: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            plugins: PathBuf::from("plugins"),
+            data: PathBuf::from("data"),
+            in_memory: false,
+            tokens: BTreeMap::new(),
+            heartbeat_interval_sec: 30,
+            resume_window_sec: 600,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            job_memory_mib: 256,
+            max_runtime_sec: 86_400,
+            max_inbound_frame_kib: 1024,
+            max_result_mib: 256,
+            epoch_tick_ms: 2,
+            outbound_queue: 1024,
+            pool_instances: 1000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; relative paths in it are taken relative to the file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let mut cfg: Config = toml::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
+        if let Some(base) = path.parent() {
+            for p in [&mut cfg.plugins, &mut cfg.data] {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks operator settings for values that cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.heartbeat_interval_sec >= 1,
+            "heartbeat_interval_sec must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.job_memory_mib >= 1,
+            "limits.job_memory_mib must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.epoch_tick_ms >= 1,
+            "limits.epoch_tick_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.outbound_queue >= 1,
+            "limits.outbound_queue must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.max_inbound_frame_kib >= 1,
+            "limits.max_inbound_frame_kib must be at least 1"
+        );
+        for (token, principal) in &self.tokens {
+            anyhow::ensure!(!token.is_empty(), "a token may not be empty");
+            anyhow::ensure!(!principal.is_empty(), "token maps to an empty principal");
+        }
+        Ok(())
+    }
+
+    /// Adds `TOKEN=PRINCIPAL` pairs from the command line.
+    pub fn add_token_flags(&mut self, flags: &[String]) -> anyhow::Result<()> {
+        for flag in flags {
+            let (token, principal) = flag
+                .split_once('=')
+                .with_context(|| format!("--token {flag:?}: expected TOKEN=PRINCIPAL"))?;
+            anyhow::ensure!(
+                !token.is_empty() && !principal.is_empty(),
+                "--token {flag:?}: token and principal must be non-empty"
+            );
+            self.tokens.insert(token.to_owned(), principal.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Per-job memory ceiling in bytes.
+    pub fn job_memory_bytes(&self) -> u64 {
+        self.limits.job_memory_mib.saturating_mul(1 << 20)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_overrides_defaults_and_resolves_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("arcp.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nplugins = \"p\"\n[tokens]\nsecret = \"alice\"\n[limits]\njob_memory_mib = 64\n",
+        )
+        .unwrap();
+        let cfg = Config::from_file(&file).unwrap();
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.plugins, dir.path().join("p"));
+        assert_eq!(cfg.tokens["secret"], "alice");
+        assert_eq!(cfg.job_memory_bytes(), 64 << 20);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_tokens_are_refused() {
+        assert!(toml::from_str::<Config>("nope = 1").is_err());
+        let mut cfg = Config::default();
+        assert!(cfg.add_token_flags(&["novalue".into()]).is_err());
+        assert!(cfg.add_token_flags(&["=p".into()]).is_err());
+        cfg.add_token_flags(&["t=p".into()]).unwrap();
+        assert_eq!(cfg.tokens["t"], "p");
+    }
+}

@@ -1,0 +1,541 @@
+//! Jobs: records and lifecycle (spec §7, §8).
+//!
+//! Owns what happens between `job.submit` and the terminal message: resolving the
+//! agent, building the effective lease, idempotency, starting the job's sandbox run,
+//! cancellation, `max_runtime_sec` and lease expiry, and the one terminal message
+//! (`job.result` or `job.error`) after which no event of the job may follow. Events
+//! and terminals go to the submitting session's [`Outbox`]; this module never touches
+//! a connection or the wire format beyond building payloads.
+
+mod terminal;
+
+use crate::config::Config;
+use crate::error::{ArcpError, ErrorCode};
+use crate::lease::{self, Lease};
+use crate::plugins::{Plugin, Registry};
+use crate::protocol::{
+    AcceptedPayload, CancelPayload, Envelope, EventPayload, JobListEntry, ListJobsPayload,
+    Outbound, SubmitPayload, ids, now_rfc3339,
+};
+use crate::sandbox::{JobInfo, JobSink, JobSpec, Sandbox};
+use crate::session::Outbox;
+use crate::store::{JobRecord, Store};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Job states as the wire names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Accepted, not started.
+    Pending,
+    /// Running in its sandbox.
+    Running,
+    /// Ended with a result.
+    Success,
+    /// Ended with an error.
+    Error,
+    /// Cancelled by its submitter.
+    Cancelled,
+    /// Ran past `max_runtime_sec`.
+    TimedOut,
+}
+
+impl JobStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Success => "success",
+            JobStatus::Error => "error",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::TimedOut => "timed_out",
+        }
+    }
+
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobStatus::Pending | JobStatus::Running)
+    }
+}
+
+/// One job.
+pub struct Job {
+    /// `job_…`.
+    pub id: String,
+    /// The principal that submitted it.
+    pub principal: String,
+    /// `name@version`.
+    pub agent: String,
+    /// W3C trace id.
+    pub trace_id: String,
+    /// Effective lease.
+    pub lease: Lease,
+    /// The accepted payload as first sent.
+    pub accepted: AcceptedPayload,
+    /// The submitting session's outbox.
+    pub outbox: Arc<Outbox>,
+    status: Mutex<JobStatus>,
+    last_event_seq: Mutex<Option<u64>>,
+    cancel: watch::Sender<bool>,
+}
+
+impl Job {
+    /// Current status.
+    pub fn status(&self) -> JobStatus {
+        self.status.lock().map(|s| *s).unwrap_or(JobStatus::Error)
+    }
+
+    fn set_status(&self, status: JobStatus) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = status;
+        }
+    }
+
+    fn note_seq(&self, seq: u64) {
+        if let Ok(mut s) = self.last_event_seq.lock() {
+            *s = Some(seq);
+        }
+    }
+
+    fn list_entry(&self) -> JobListEntry {
+        JobListEntry {
+            job_id: self.id.clone(),
+            agent: self.agent.clone(),
+            status: self.status().as_str().into(),
+            lease: self.accepted.lease.clone(),
+            parent_job_id: self.accepted.parent_job_id.clone(),
+            submitted_at: self.accepted.accepted_at.clone(),
+            created_at: self.accepted.accepted_at.clone(),
+            trace_id: self.trace_id.clone(),
+            last_event_seq: self.last_event_seq.lock().ok().and_then(|s| *s),
+        }
+    }
+
+    fn record(&self) -> JobRecord {
+        JobRecord {
+            job_id: self.id.clone(),
+            principal: self.principal.clone(),
+            session_id: self.outbox.session_id().to_owned(),
+            agent: self.agent.clone(),
+            status: self.status().as_str().into(),
+            submitted_at: self.accepted.accepted_at.clone(),
+            accepted: serde_json::to_string(&self.accepted).unwrap_or_default(),
+            terminal: None,
+        }
+    }
+
+    /// Sends one sequenced message of this job through its session.
+    async fn send(&self, kind: &'static str, payload: impl serde::Serialize) -> u64 {
+        let msg = Outbound::new(kind, payload)
+            .job(&self.id)
+            .trace(Some(&self.trace_id));
+        let seq = self.outbox.send(msg).await;
+        if seq > 0 {
+            self.note_seq(seq);
+        }
+        seq
+    }
+
+    /// Sends one `job.event`.
+    async fn event(&self, kind: &str, body: Value) {
+        let payload = EventPayload {
+            kind: kind.to_owned(),
+            ts: now_rfc3339(),
+            body,
+        };
+        self.send("job.event", payload).await;
+    }
+}
+
+/// Routes a sandbox's events to the job's session.
+struct EventRoute(Arc<Job>);
+
+impl JobSink for EventRoute {
+    fn emit(&self, kind: &str, body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let kind = kind.to_owned();
+        Box::pin(async move { self.0.event(&kind, body).await })
+    }
+}
+
+/// The fingerprint of a submit for idempotency (spec §7.2): what must be identical
+/// for a replay.
+#[derive(Debug, Clone, PartialEq)]
+struct Fingerprint {
+    agent: String,
+    input: Value,
+    lease_request: Value,
+    lease_constraints: Value,
+    max_runtime_sec: Option<u64>,
+}
+
+/// All jobs of this runtime.
+pub struct JobManager {
+    config: Arc<Config>,
+    sandbox: Arc<Sandbox>,
+    registry: Arc<Registry>,
+    store: Arc<dyn Store>,
+    jobs: Mutex<HashMap<String, Arc<Job>>>,
+    idempotency: Mutex<HashMap<(String, String), (Fingerprint, String)>>,
+}
+
+impl JobManager {
+    /// A manager over the given parts.
+    pub fn new(
+        config: Arc<Config>,
+        sandbox: Arc<Sandbox>,
+        registry: Arc<Registry>,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        JobManager {
+            config,
+            sandbox,
+            registry,
+            store,
+            jobs: Mutex::new(HashMap::new()),
+            idempotency: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A job by id, whoever owns it.
+    pub fn get(&self, job_id: &str) -> Option<Arc<Job>> {
+        self.jobs.lock().ok().and_then(|m| m.get(job_id).cloned())
+    }
+
+    /// Handles `job.submit`: validates, sends `job.accepted` and starts the job.
+    /// Errors are pre-acceptance failures, answered by the session as `session.error`.
+    pub async fn submit(
+        self: &Arc<Self>,
+        principal: &str,
+        outbox: &Arc<Outbox>,
+        env: &Envelope,
+    ) -> Result<(), ArcpError> {
+        let req: SubmitPayload = env.payload_as()?;
+        let plugin = self.registry.inventory().resolve(&req.agent)?;
+        let trace_id = match env.trace_id.as_deref() {
+            None => ids::trace_id(),
+            Some(raw) => ids::normalise_trace_id(raw).ok_or_else(|| {
+                ArcpError::invalid(format!(
+                    "trace_id {raw:?} must be 32 lowercase hex digits (not all zero) or a W3C traceparent"
+                ))
+            })?,
+        };
+        let requested = Lease::from_request(req.lease_request.as_ref())?;
+        let lease = requested.restricted_to(plugin.manifest.allowed_namespaces.as_deref());
+        let expires_at = match req
+            .lease_constraints
+            .as_ref()
+            .and_then(|c| c.expires_at.as_deref())
+        {
+            Some(raw) => Some(lease::parse_expires_at(raw, chrono::Utc::now())?),
+            None => None,
+        };
+        let max_runtime = self.max_runtime(&plugin, req.max_runtime_sec)?;
+        if let Some(key) = &req.idempotency_key
+            && (key.is_empty() || key.len() > 256)
+        {
+            return Err(ArcpError::invalid(
+                "idempotency_key must be 1 to 256 characters",
+            ));
+        }
+        if let Some(parent) = &req.parent_job_id {
+            match self.get(parent) {
+                Some(p) if p.principal == principal => {}
+                _ => {
+                    return Err(ArcpError::new(
+                        ErrorCode::JobNotFound,
+                        format!("parent job {parent:?} not found"),
+                    ));
+                }
+            }
+        }
+
+        let fingerprint = Fingerprint {
+            agent: plugin.reference(),
+            input: req.input.clone().unwrap_or(Value::Null),
+            lease_request: Value::Object(req.lease_request.clone().unwrap_or_default()),
+            lease_constraints: serde_json::to_value(&req.lease_constraints).unwrap_or(Value::Null),
+            max_runtime_sec: req.max_runtime_sec,
+        };
+        let job_id = ids::prefixed("job");
+        if let Some(key) = &req.idempotency_key {
+            // Decide under the lock, act after it: a concurrent submit with the same
+            // key sees the slot taken and replays instead of starting a second job.
+            let replay_of = {
+                let mut map = self
+                    .idempotency
+                    .lock()
+                    .map_err(|_| ArcpError::internal("idempotency table unavailable"))?;
+                let slot = (principal.to_owned(), key.clone());
+                match map.get(&slot) {
+                    Some((existing, existing_job)) if *existing != fingerprint => {
+                        return Err(ArcpError::new(
+                            ErrorCode::DuplicateKey,
+                            format!("idempotency_key {key:?} was used for job {existing_job} with other parameters"),
+                        )
+                        .with_detail("job_id", existing_job.as_str()));
+                    }
+                    Some((_, existing_job)) => Some(existing_job.clone()),
+                    None => {
+                        map.insert(slot, (fingerprint, job_id.clone()));
+                        None
+                    }
+                }
+            };
+            if let Some(existing_job) = replay_of {
+                return self.replay_accepted(&existing_job, outbox, env).await;
+            }
+        }
+
+        let budgets = lease.budgets();
+        let accepted = AcceptedPayload {
+            job_id: job_id.clone(),
+            agent: plugin.reference(),
+            accepted_at: now_rfc3339(),
+            lease: lease.to_wire(),
+            lease_constraints: req
+                .lease_constraints
+                .clone()
+                .filter(|c| c.expires_at.is_some()),
+            budget: (!budgets.is_empty()).then(|| lease::budget_to_wire(&budgets)),
+            trace_id: trace_id.clone(),
+            request_id: env.id.clone(),
+            parent_job_id: req.parent_job_id.clone(),
+        };
+        let (cancel, cancel_rx) = watch::channel(false);
+        let job = Arc::new(Job {
+            id: job_id.clone(),
+            principal: principal.to_owned(),
+            agent: plugin.reference(),
+            trace_id: trace_id.clone(),
+            lease,
+            accepted: accepted.clone(),
+            outbox: outbox.clone(),
+            status: Mutex::new(JobStatus::Pending),
+            last_event_seq: Mutex::new(None),
+            cancel,
+        });
+        if let Ok(mut m) = self.jobs.lock() {
+            m.insert(job_id.clone(), job.clone());
+        }
+        self.store.put_job(job.record());
+        let msg = Outbound::new("job.accepted", &accepted)
+            .job(&job_id)
+            .trace(Some(&trace_id));
+        outbox.send(msg).await;
+
+        let input_json = serde_json::to_string(&req.input.unwrap_or(Value::Null))
+            .unwrap_or_else(|_| "null".into());
+        let memory_bytes = plugin
+            .manifest
+            .memory_mib
+            .map(|m| m.saturating_mul(1 << 20))
+            .unwrap_or(u64::MAX)
+            .min(self.config.job_memory_bytes());
+        let spec = JobSpec {
+            info: JobInfo {
+                job_id: job_id.clone(),
+                agent: plugin.reference(),
+                trace_id: Some(trace_id),
+                parent_job_id: req.parent_job_id,
+            },
+            input_json,
+            memory_bytes,
+        };
+        let manager = self.clone();
+        let lease_deadline = expires_at.map(|at| {
+            let left = (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::time::Instant::now() + left
+        });
+        tokio::spawn(async move {
+            manager
+                .drive(job, plugin, spec, cancel_rx, max_runtime, lease_deadline)
+                .await;
+        });
+        Ok(())
+    }
+
+    fn max_runtime(&self, plugin: &Plugin, requested: Option<u64>) -> Result<Duration, ArcpError> {
+        let cap = plugin
+            .manifest
+            .max_runtime_sec
+            .unwrap_or(u64::MAX)
+            .min(self.config.limits.max_runtime_sec);
+        match requested {
+            Some(0) => Err(ArcpError::invalid("max_runtime_sec must be at least 1")),
+            Some(s) if s > self.config.limits.max_runtime_sec => Err(ArcpError::invalid(format!(
+                "max_runtime_sec {s} is over this runtime's limit of {}",
+                self.config.limits.max_runtime_sec
+            ))),
+            Some(s) => Ok(Duration::from_secs(s.min(cap))),
+            None => Ok(Duration::from_secs(cap)),
+        }
+    }
+
+    async fn replay_accepted(
+        &self,
+        job_id: &str,
+        outbox: &Arc<Outbox>,
+        env: &Envelope,
+    ) -> Result<(), ArcpError> {
+        let job = self.get(job_id).ok_or_else(|| {
+            ArcpError::internal(format!("job {job_id} of this idempotency key is gone"))
+        })?;
+        let mut accepted = job.accepted.clone();
+        accepted.request_id = env.id.clone();
+        let msg = Outbound::new("job.accepted", &accepted)
+            .job(&job.id)
+            .trace(Some(&job.trace_id));
+        outbox.send(msg).await;
+        Ok(())
+    }
+
+    /// Runs a job to its one terminal message.
+    async fn drive(
+        self: Arc<Self>,
+        job: Arc<Job>,
+        plugin: Arc<Plugin>,
+        spec: JobSpec,
+        mut cancel_rx: watch::Receiver<bool>,
+        max_runtime: Duration,
+        lease_deadline: Option<tokio::time::Instant>,
+    ) {
+        job.set_status(JobStatus::Running);
+        let span = tracing::info_span!("job", job_id = %job.id, agent = %job.agent, trace_id = %job.trace_id);
+        let _enter = span.enter();
+        drop(_enter);
+        let sink: Arc<dyn JobSink> = Arc::new(EventRoute(job.clone()));
+        let ending = {
+            let run = self.sandbox.run(&plugin.agent, spec, sink);
+            let lease_expiry = async {
+                match lease_deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                outcome = run => terminal::Ending::Ran(outcome),
+                _ = cancel_rx.wait_for(|c| *c) => terminal::Ending::Cancelled,
+                _ = tokio::time::sleep(max_runtime) => terminal::Ending::TimedOut(max_runtime),
+                _ = lease_expiry => terminal::Ending::LeaseExpired,
+            }
+            // The run future, and with it the job's Store, is dropped here: nothing of
+            // the guest runs after this point.
+        };
+        let status = terminal::finish(&job, ending).await;
+        job.set_status(status);
+        let mut record = job.record();
+        record.terminal = Some(status.as_str().into());
+        self.store.put_job(record);
+        tracing::info!(job_id = %job.id, status = status.as_str(), "job ended");
+    }
+
+    /// Handles `job.cancel` from `session_id` of `principal`.
+    pub async fn cancel(
+        &self,
+        principal: &str,
+        outbox: &Arc<Outbox>,
+        env: &Envelope,
+    ) -> Result<(), ArcpError> {
+        let req: CancelPayload = env.payload_as()?;
+        let job_id = env.job_id.clone().or(req.job_id).ok_or_else(|| {
+            ArcpError::invalid("job.cancel needs a job_id (on the envelope or in the payload)")
+        })?;
+        let not_found =
+            || ArcpError::new(ErrorCode::JobNotFound, format!("job {job_id:?} not found"));
+        let job = self.get(&job_id).ok_or_else(not_found)?;
+        if job.principal != principal {
+            // Never reveal that another principal's job exists.
+            return Err(not_found());
+        }
+        if job.outbox.session_id() != outbox.session_id() {
+            return Err(ArcpError::new(
+                ErrorCode::PermissionDenied,
+                format!("job {job_id:?} may only be cancelled by the session that submitted it"),
+            ));
+        }
+        if job.status().is_terminal() {
+            return Ok(()); // Cancelling a finished job is a no-op (spec §7.4).
+        }
+        if job.cancel.send_replace(true) {
+            return Ok(()); // Already cancelling.
+        }
+        let ack = serde_json::json!({"job_id": job_id, "reason": req.reason});
+        outbox
+            .send(
+                Outbound::new("job.cancelled", ack)
+                    .job(&job_id)
+                    .trace(Some(&job.trace_id)),
+            )
+            .await;
+        Ok(())
+    }
+
+    /// Handles `session.list_jobs` for `principal`: newest last, keyset-paged by job
+    /// id (ULIDs sort by creation time), so a cursor survives its anchor job going.
+    pub fn list(
+        &self,
+        principal: &str,
+        req: &ListJobsPayload,
+    ) -> Result<(Vec<JobListEntry>, Option<String>), ArcpError> {
+        let limit = req.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(ArcpError::invalid("limit must be between 1 and 1000"));
+        }
+        let filter = req.filter.clone().unwrap_or_default();
+        let created_after = match &filter.created_after {
+            Some(raw) => Some(
+                chrono::DateTime::parse_from_rfc3339(raw)
+                    .map_err(|e| ArcpError::invalid(format!("filter.created_after {raw:?}: {e}")))?
+                    .with_timezone(&chrono::Utc),
+            ),
+            None => None,
+        };
+        let jobs: BTreeMap<String, Arc<Job>> = self
+            .jobs
+            .lock()
+            .map_err(|_| ArcpError::internal("job table unavailable"))?
+            .values()
+            .filter(|j| j.principal == principal)
+            .map(|j| (j.id.clone(), j.clone()))
+            .collect();
+        let mut page = Vec::new();
+        let mut next_cursor = None;
+        let start = req.cursor.clone().unwrap_or_default();
+        for (id, job) in
+            jobs.range::<String, _>((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded))
+        {
+            if let Some(statuses) = &filter.status
+                && !statuses.iter().any(|s| s == job.status().as_str())
+            {
+                continue;
+            }
+            if let Some(agent) = &filter.agent
+                && *agent != job.agent
+                && job.agent.split('@').next() != Some(agent.as_str())
+            {
+                continue;
+            }
+            if let Some(after) = created_after {
+                let submitted = chrono::DateTime::parse_from_rfc3339(&job.accepted.accepted_at)
+                    .map(|d| d.with_timezone(&chrono::Utc))
+                    .ok();
+                if submitted.is_none_or(|s| s <= after) {
+                    continue;
+                }
+            }
+            if page.len() == limit as usize {
+                next_cursor = page.last().map(|e: &JobListEntry| e.job_id.clone());
+                break;
+            }
+            page.push(job.list_entry());
+            let _ = id;
+        }
+        Ok((page, next_cursor))
+    }
+}

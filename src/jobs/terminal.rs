@@ -1,0 +1,201 @@
+//! The one terminal message of a job, built from how its run ended.
+//!
+//! Follows the reference client's accepted shapes (docs/conformance.md): cancel and
+//! timeout end as `job.result` with `final_status` `cancelled` / `timed_out`; every
+//! error as `job.error` with `final_status: "error"`.
+
+use super::{Job, JobStatus};
+use crate::error::{ArcpError, ErrorCode};
+use crate::protocol::{MAX_OUTBOUND_FRAME, ResultPayload, ids, now_rfc3339};
+use crate::sandbox::{Failure, RunOutcome, StreamSummary};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// An inline result whose JSON text is larger than this is sent as a streamed result
+/// instead, so that no frame passes the 1 MiB limit.
+const INLINE_RESULT_LIMIT: usize = MAX_OUTBOUND_FRAME - (64 << 10);
+/// Chunk size when the host streams an oversized inline result.
+const HOST_CHUNK_BYTES: usize = 128 << 10;
+
+/// How a job's run ended.
+pub(super) enum Ending {
+    /// The plugin's `run` returned or trapped.
+    Ran(RunOutcome),
+    /// The submitter cancelled it.
+    Cancelled,
+    /// It ran past its limit.
+    TimedOut(Duration),
+    /// Its lease's `expires_at` passed.
+    LeaseExpired,
+}
+
+/// Sends the terminal message and returns the final status.
+pub(super) async fn finish(job: &Job, ending: Ending) -> JobStatus {
+    match ending {
+        Ending::Cancelled => {
+            job.send("job.result", result("cancelled", None)).await;
+            JobStatus::Cancelled
+        }
+        Ending::TimedOut(limit) => {
+            let mut payload = result("timed_out", None);
+            payload.summary = Some(format!("job exceeded its {}s run time", limit.as_secs()));
+            job.send("job.result", payload).await;
+            JobStatus::TimedOut
+        }
+        Ending::LeaseExpired => {
+            error(
+                job,
+                ArcpError::new(ErrorCode::LeaseExpired, "the job's lease expired"),
+            )
+            .await
+        }
+        Ending::Ran(RunOutcome::Success {
+            output,
+            stream: Some(stream),
+        }) => finish_stream(job, &output, stream).await,
+        Ending::Ran(RunOutcome::Success {
+            output,
+            stream: None,
+        }) => match serde_json::from_str::<Value>(&output) {
+            Ok(value) => finish_inline(job, value).await,
+            Err(e) => {
+                error(
+                    job,
+                    ArcpError::internal(format!("plugin returned a result that is not JSON: {e}")),
+                )
+                .await
+            }
+        },
+        Ending::Ran(RunOutcome::Failed(failure)) => error(job, from_failure(failure)).await,
+        Ending::Ran(RunOutcome::Trapped(msg)) => error(job, ArcpError::internal(msg)).await,
+        Ending::Ran(RunOutcome::InstantiationFailed(msg)) => {
+            error(
+                job,
+                ArcpError::internal(format!("could not start the plugin: {msg}")),
+            )
+            .await
+        }
+    }
+}
+
+fn result(final_status: &'static str, value: Option<Value>) -> ResultPayload {
+    ResultPayload {
+        final_status,
+        result: value,
+        result_id: None,
+        result_size: None,
+        summary: None,
+        completed_at: now_rfc3339(),
+    }
+}
+
+async fn error(job: &Job, err: ArcpError) -> JobStatus {
+    let mut payload = err.to_payload();
+    payload.insert("final_status".into(), "error".into());
+    payload.insert("completed_at".into(), now_rfc3339().into());
+    if payload.get("details") == Some(&Value::Null) {
+        payload.remove("details");
+    }
+    job.send("job.error", Value::Object(payload)).await;
+    JobStatus::Error
+}
+
+/// Maps a plugin's failure to the taxonomy: a code outside it becomes
+/// `INTERNAL_ERROR` with the plugin's code in `details`; the spec's fixed `retryable`
+/// flags win over the plugin's.
+fn from_failure(f: Failure) -> ArcpError {
+    let (code, mut err) = match ErrorCode::parse(&f.code) {
+        Some(code) => (code, ArcpError::new(code, f.message)),
+        None => (
+            ErrorCode::InternalError,
+            ArcpError::new(ErrorCode::InternalError, f.message).with_detail("plugin_code", f.code),
+        ),
+    };
+    err.retryable = match code {
+        ErrorCode::LeaseExpired | ErrorCode::BudgetExhausted => false,
+        ErrorCode::InternalError => true,
+        _ => f.retryable,
+    };
+    err
+}
+
+async fn finish_inline(job: &Job, value: Value) -> JobStatus {
+    let text = value.to_string();
+    if text.len() <= INLINE_RESULT_LIMIT {
+        job.send("job.result", result("success", Some(value))).await;
+        return JobStatus::Success;
+    }
+    // Too large for one frame: stream the JSON text as utf8 chunks (spec §8.4).
+    let result_id = ids::prefixed("res");
+    let mut rest = text.as_str();
+    let mut seq = 0u64;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(HOST_CHUNK_BYTES);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let body = json!({"result_id": result_id, "chunk_seq": seq, "data": &rest[..cut], "encoding": "utf8", "more": cut < rest.len()});
+        job.event("result_chunk", body).await;
+        rest = &rest[cut..];
+        seq += 1;
+    }
+    let mut payload = result("success", None);
+    payload.result_id = Some(result_id);
+    payload.result_size = Some(text.len() as u64);
+    payload.summary =
+        Some("JSON result streamed by the runtime: it was too large for one frame".into());
+    job.send("job.result", payload).await;
+    JobStatus::Success
+}
+
+async fn finish_stream(job: &Job, output: &str, stream: StreamSummary) -> JobStatus {
+    if let Some(msg) = stream.overflow {
+        return error(job, ArcpError::internal(msg)).await;
+    }
+    let last = json!({
+        "result_id": stream.result_id,
+        "chunk_seq": stream.chunks,
+        "data": "",
+        "encoding": stream.encoding,
+        "more": false,
+    });
+    job.event("result_chunk", last).await;
+    let mut payload = result("success", None);
+    payload.result_id = Some(stream.result_id);
+    payload.result_size = Some(stream.bytes);
+    payload.summary = match serde_json::from_str::<Value>(output) {
+        Ok(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    job.send("job.result", payload).await;
+    JobStatus::Success
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_codes_outside_the_taxonomy_become_internal_error() {
+        let e = from_failure(Failure {
+            code: "RATE_LIMITED".into(),
+            message: "slow down".into(),
+            retryable: false,
+        });
+        assert_eq!(e.code, ErrorCode::InternalError);
+        assert!(e.retryable);
+        assert_eq!(e.details.unwrap()["plugin_code"], "RATE_LIMITED");
+    }
+
+    #[test]
+    fn budget_and_lease_failures_are_never_retryable() {
+        for code in ["BUDGET_EXHAUSTED", "LEASE_EXPIRED"] {
+            let e = from_failure(Failure {
+                code: code.into(),
+                message: "x".into(),
+                retryable: true,
+            });
+            assert!(!e.retryable, "{code}");
+        }
+    }
+}

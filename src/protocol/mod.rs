@@ -1,0 +1,353 @@
+//! Wire types: the ARCP v1.1 envelope and every message payload (spec §5–§8).
+//!
+//! This module owns decoding and encoding only: turning a frame's text into an
+//! [`Envelope`] with clear `INVALID_REQUEST` errors, typed payload structs for what a
+//! client sends, and builders for what the runtime sends. It knows nothing of
+//! sessions, jobs or plugins. Where the spec and the reference Python client
+//! disagree, the shapes here follow what the client accepts (see
+//! `docs/conformance.md`).
+
+mod messages;
+
+pub use messages::*;
+
+use crate::error::ArcpError;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// The protocol version this runtime speaks.
+pub const ARCP_VERSION: &str = "1.1";
+
+/// Largest frame the runtime ever sends (the reference client closes with 1009 above
+/// 1 MiB).
+pub const MAX_OUTBOUND_FRAME: usize = 1 << 20;
+
+/// A decoded inbound envelope. Unknown top-level fields are ignored (spec §5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The message id (`id`).
+    pub id: String,
+    /// The message type (`type`), e.g. `job.submit`.
+    pub kind: String,
+    /// `session_id`, if the peer sent one.
+    pub session_id: Option<String>,
+    /// `trace_id`, if the peer sent one.
+    pub trace_id: Option<String>,
+    /// `job_id`, if the peer sent one.
+    pub job_id: Option<String>,
+    /// `event_seq`, if the peer sent one.
+    pub event_seq: Option<u64>,
+    /// The payload: always a JSON object (`{}` when absent).
+    pub payload: Value,
+}
+
+/// What could be recovered from a frame that failed to decode: its `id` and `type`
+/// when they were readable, so that an error reply can name them.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeFailure {
+    /// The envelope id, if one was readable.
+    pub id: Option<String>,
+    /// The message type, if one was readable.
+    pub kind: Option<String>,
+    /// Why the frame was refused.
+    pub error: ArcpError,
+}
+
+impl Default for ArcpError {
+    fn default() -> Self {
+        ArcpError::invalid("invalid request")
+    }
+}
+
+impl Envelope {
+    /// Decodes one frame. Every way a frame can be wrong maps to `INVALID_REQUEST`
+    /// with a message that says what was wrong.
+    pub fn decode(text: &str) -> Result<Envelope, DecodeFailure> {
+        let fail = |id: Option<String>, kind: Option<String>, msg: String| DecodeFailure {
+            id,
+            kind,
+            error: ArcpError::invalid(msg),
+        };
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| fail(None, None, format!("malformed JSON: {e}")))?;
+        let Value::Object(mut obj) = value else {
+            return Err(fail(None, None, "envelope must be a JSON object".into()));
+        };
+        let id = match obj.remove("id") {
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            Some(Value::String(_)) => None,
+            Some(_) => return Err(fail(None, None, "envelope `id` must be a string".into())),
+            None => None,
+        };
+        let kind = match obj.remove("type") {
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            Some(_) => {
+                return Err(fail(
+                    id,
+                    None,
+                    "envelope `type` must be a non-empty string".into(),
+                ));
+            }
+            None => None,
+        };
+        let Some(id) = id else {
+            return Err(fail(None, kind, "envelope is missing `id`".into()));
+        };
+        let Some(kind) = kind else {
+            return Err(fail(Some(id), None, "envelope is missing `type`".into()));
+        };
+        match obj.remove("arcp") {
+            None => {}
+            Some(Value::String(v)) if v == ARCP_VERSION => {}
+            Some(other) => {
+                return Err(fail(
+                    Some(id),
+                    Some(kind),
+                    format!("unsupported `arcp` version {other}; this runtime speaks \"1.1\""),
+                ));
+            }
+        }
+        let opt_string = |obj: &mut Map<String, Value>, field: &str| match obj.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("envelope `{field}` must be a string")),
+        };
+        let session_id = opt_string(&mut obj, "session_id")
+            .map_err(|m| fail(Some(id.clone()), Some(kind.clone()), m))?;
+        let trace_id = opt_string(&mut obj, "trace_id")
+            .map_err(|m| fail(Some(id.clone()), Some(kind.clone()), m))?;
+        let job_id = opt_string(&mut obj, "job_id")
+            .map_err(|m| fail(Some(id.clone()), Some(kind.clone()), m))?;
+        let event_seq = match obj.remove("event_seq") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+            Some(_) => {
+                return Err(fail(
+                    Some(id),
+                    Some(kind),
+                    "envelope `event_seq` must be a non-negative integer".into(),
+                ));
+            }
+        };
+        let payload = match obj.remove("payload") {
+            None => Value::Object(Map::new()),
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => {
+                return Err(fail(
+                    Some(id),
+                    Some(kind),
+                    "envelope `payload` must be a JSON object".into(),
+                ));
+            }
+        };
+        Ok(Envelope {
+            id,
+            kind,
+            session_id,
+            trace_id,
+            job_id,
+            event_seq,
+            payload,
+        })
+    }
+
+    /// Decodes the payload into a typed message, naming the type on failure.
+    pub fn payload_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, ArcpError> {
+        T::deserialize(&self.payload)
+            .map_err(|e| ArcpError::invalid(format!("invalid `{}` payload: {e}", self.kind)))
+    }
+}
+
+/// An envelope the runtime sends. Serialised compactly with `arcp` first; `None`
+/// fields are omitted (the reference client serialises with `exclude_none`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outbound {
+    /// Always `"1.1"`.
+    pub arcp: &'static str,
+    /// A fresh ULID.
+    pub id: String,
+    /// The message type.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The session this message belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The job's trace id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The job this message concerns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Stamped by the session's sequencer on `job.event`, `job.result`, `job.error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_seq: Option<u64>,
+    /// The payload object.
+    pub payload: Value,
+}
+
+impl Outbound {
+    /// A new outbound message with a fresh envelope id.
+    pub fn new(kind: &'static str, payload: impl Serialize) -> Outbound {
+        Outbound {
+            arcp: ARCP_VERSION,
+            id: ids::envelope_id(),
+            kind,
+            session_id: None,
+            trace_id: None,
+            job_id: None,
+            event_seq: None,
+            // Serialising our own payload structs cannot fail: they hold only strings,
+            // numbers, maps and JSON values.
+            payload: serde_json::to_value(payload).unwrap_or(Value::Object(Map::new())),
+        }
+    }
+
+    /// Sets `session_id`.
+    pub fn session(mut self, session_id: &str) -> Self {
+        self.session_id = Some(session_id.to_owned());
+        self
+    }
+
+    /// Sets `job_id`.
+    pub fn job(mut self, job_id: &str) -> Self {
+        self.job_id = Some(job_id.to_owned());
+        self
+    }
+
+    /// Sets `trace_id`.
+    pub fn trace(mut self, trace_id: Option<&str>) -> Self {
+        self.trace_id = trace_id.map(str::to_owned);
+        self
+    }
+
+    /// Whether this message takes an `event_seq` (spec §8.3; the reference sequences
+    /// exactly these three types).
+    pub fn is_sequenced(&self) -> bool {
+        matches!(self.kind, "job.event" | "job.result" | "job.error")
+    }
+
+    /// Compact JSON text of the envelope.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Identifier minting. Envelope ids are uppercase ULIDs; entity ids are a lowercase
+/// prefix and a ULID (`sess_…`, `job_…`, `res_…`, `rtk_…`), the forms the reference
+/// client accepts.
+pub mod ids {
+    use ulid::Ulid;
+
+    /// A fresh envelope id.
+    pub fn envelope_id() -> String {
+        Ulid::new().to_string()
+    }
+
+    /// A fresh prefixed id, e.g. `prefixed("job")` → `job_01J…`.
+    pub fn prefixed(prefix: &str) -> String {
+        format!("{prefix}_{}", Ulid::new())
+    }
+
+    /// A fresh W3C trace id: 32 lowercase hex digits, never all zeros.
+    pub fn trace_id() -> String {
+        // A UUIDv7 carries 74 random bits and a timestamp, so it is never zero.
+        uuid::Uuid::now_v7().simple().to_string()
+    }
+
+    /// Normalises a client-supplied trace id: 32 lowercase hex digits (not all zeros),
+    /// or a W3C `traceparent` (`00-<trace-id>-<span-id>-<flags>`) from which the trace
+    /// id is taken. Anything else is `None`.
+    pub fn normalise_trace_id(raw: &str) -> Option<String> {
+        let candidate = if raw.len() == 55 && raw.as_bytes().get(2) == Some(&b'-') {
+            raw.get(3..35)?
+        } else {
+            raw
+        };
+        let ok = candidate.len() == 32
+            && candidate
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && candidate.bytes().any(|b| b != b'0');
+        ok.then(|| candidate.to_owned())
+    }
+}
+
+/// Timestamps as the wire carries them: RFC 3339 UTC with microseconds and `Z`.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn decodes_a_hello_and_ignores_unknown_fields() {
+        let env = Envelope::decode(
+            r#"{"arcp":"1.1","id":"01M8HF0JVS0HYFR5ZC9EQEKXCZ","type":"session.hello","x-extra":1,"payload":{"client":{"name":"c","version":"1"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(env.kind, "session.hello");
+        assert!(env.payload.get("client").is_some());
+    }
+
+    #[test]
+    fn every_malformation_is_invalid_request_with_a_reason() {
+        let cases = [
+            ("{nope", "malformed JSON"),
+            ("[1,2]", "JSON object"),
+            (r#"{"type":"x"}"#, "missing `id`"),
+            (r#"{"id":"a"}"#, "missing `type`"),
+            (
+                r#"{"id":"a","type":"x","arcp":"2.0"}"#,
+                "unsupported `arcp`",
+            ),
+            (r#"{"id":"a","type":"x","arcp":1.1}"#, "unsupported `arcp`"),
+            (r#"{"id":"a","type":"x","payload":null}"#, "`payload`"),
+            (r#"{"id":"a","type":"x","event_seq":-1}"#, "event_seq"),
+            (r#"{"id":7,"type":"x"}"#, "`id`"),
+        ];
+        for (frame, needle) in cases {
+            let err = Envelope::decode(frame).unwrap_err().error;
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "{frame}");
+            assert!(err.message.contains(needle), "{frame}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn ids_have_the_forms_the_reference_client_accepts() {
+        let id = ids::envelope_id();
+        assert_eq!(id.len(), 26);
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        );
+        let job = ids::prefixed("job");
+        assert!(job.starts_with("job_") && job.len() == 30);
+        let t = ids::trace_id();
+        assert_eq!(ids::normalise_trace_id(&t).as_deref(), Some(t.as_str()));
+    }
+
+    #[test]
+    fn trace_ids_are_normalised_or_refused() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            ids::normalise_trace_id(tp).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(ids::normalise_trace_id(&"0".repeat(32)), None);
+        assert_eq!(
+            ids::normalise_trace_id("4BF92F3577B34DA6A3CE929D0E0E4736"),
+            None
+        );
+        assert_eq!(ids::normalise_trace_id("short"), None);
+    }
+
+    #[test]
+    fn outbound_omits_absent_fields_and_puts_arcp_first() {
+        let text = Outbound::new("session.pong", serde_json::json!({})).encode();
+        assert!(text.starts_with(r#"{"arcp":"1.1","id":""#));
+        assert!(!text.contains("session_id"));
+    }
+}

@@ -1,0 +1,96 @@
+//! The composition root: one [`Runtime`] holds the sandbox, the plugin registry, the
+//! store, the job manager and the live sessions, and is shared by every connection.
+
+use crate::config::Config;
+use crate::jobs::JobManager;
+use crate::plugins::Registry;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::session::SessionState;
+use crate::store::{MemoryStore, SqliteStore, Store};
+use anyhow::Context as _;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The runtime's name in `session.welcome`.
+pub const RUNTIME_NAME: &str = "arcp-host";
+
+/// Everything a session needs.
+pub struct Runtime {
+    /// Operator configuration.
+    pub config: Arc<Config>,
+    /// The wasm engine.
+    pub sandbox: Arc<Sandbox>,
+    /// The agents.
+    pub registry: Arc<Registry>,
+    /// Events and job records.
+    pub store: Arc<dyn Store>,
+    /// Jobs.
+    pub jobs: Arc<JobManager>,
+    sessions: Mutex<HashMap<String, Arc<SessionState>>>,
+}
+
+impl Runtime {
+    /// Builds the runtime and scans the plugin folder once. Blocking (it compiles
+    /// plugins not yet in the cache).
+    pub fn start(config: Config) -> anyhow::Result<Arc<Runtime>> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+            epoch_tick: Duration::from_millis(config.limits.epoch_tick_ms),
+            job_memory_bytes: config.job_memory_bytes(),
+            pool_instances: config.limits.pool_instances,
+            max_result_bytes: config.limits.max_result_mib.saturating_mul(1 << 20),
+        })?);
+        let store: Arc<dyn Store> = if config.in_memory {
+            Arc::new(MemoryStore::new())
+        } else {
+            Arc::new(SqliteStore::open(&config.data).context("opening the store")?)
+        };
+        let cache_dir = Some(config.data.join("cache"));
+        let registry = Arc::new(Registry::new(
+            sandbox.clone(),
+            config.plugins.clone(),
+            cache_dir,
+        ));
+        registry.rescan();
+        let jobs = Arc::new(JobManager::new(
+            config.clone(),
+            sandbox.clone(),
+            registry.clone(),
+            store.clone(),
+        ));
+        Ok(Arc::new(Runtime {
+            config,
+            sandbox,
+            registry,
+            store,
+            jobs,
+            sessions: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The principal a bearer token maps to.
+    pub fn principal_for(&self, token: &str) -> Option<String> {
+        // Compare in constant time so that response timing reveals nothing of the
+        // configured tokens.
+        use subtle::ConstantTimeEq;
+        let mut found = None;
+        for (known, principal) in &self.config.tokens {
+            if bool::from(known.as_bytes().ct_eq(token.as_bytes())) {
+                found = Some(principal.clone());
+            }
+        }
+        found
+    }
+
+    pub(crate) fn register_session(&self, session: Arc<SessionState>) {
+        if let Ok(mut m) = self.sessions.lock() {
+            m.insert(session.id.clone(), session);
+        }
+    }
+
+    pub(crate) fn session(&self, id: &str) -> Option<Arc<SessionState>> {
+        self.sessions.lock().ok().and_then(|m| m.get(id).cloned())
+    }
+}

@@ -1,0 +1,315 @@
+//! The WebAssembly sandbox: one wasmtime [`Engine`] per process, compiled and
+//! validated plugin components, and one [`Store`] per job.
+//!
+//! Owns everything wasmtime: engine configuration (pooling allocator with an
+//! on-demand fallback, epoch interruption driven by one ticker thread), the linker
+//! with the host side of the WIT world (`events`, `result-stream`) and WASI that
+//! inherits nothing from the host, the per-job memory limiter, and the call of a
+//! plugin's `run` export. It must not know about sessions, the wire or the plugin
+//! folder: jobs hand it a component and a [`JobSink`] and get a [`RunOutcome`] back.
+//! Time limits and cancellation are the caller's: dropping the future returned by
+//! [`Sandbox::run`] stops the guest at its next epoch tick and drops its `Store`.
+
+mod host;
+mod limits;
+
+pub use host::{JobSink, StreamSummary};
+pub use limits::JobLimiter;
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+wasmtime::component::bindgen!({
+    path: "wit",
+    world: "agent",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+/// The WIT package versions this host accepts from plugins.
+pub const ACCEPTED_WIT_VERSIONS: &[&str] = &["arcp:agent@1.0.0"];
+
+/// How the sandbox is set up; derived from the runtime configuration.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Epoch tick period; a cancelled or timed-out guest stops within about one tick.
+    pub epoch_tick: Duration,
+    /// Default per-job memory ceiling in bytes (summed over all memories).
+    pub job_memory_bytes: u64,
+    /// Component instances to reserve in the pooling allocator (0 = on-demand only).
+    pub pool_instances: u32,
+    /// Cap on a streamed result's total size.
+    pub max_result_bytes: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            epoch_tick: Duration::from_millis(2),
+            job_memory_bytes: 256 << 20,
+            pool_instances: 1000,
+            max_result_bytes: 256 << 20,
+        }
+    }
+}
+
+/// A compiled, validated plugin ready to instantiate: the component's imports are
+/// resolved against the host linker and its `run` export type-checked.
+#[derive(Clone)]
+pub struct PreparedAgent {
+    pre: AgentPre<host::JobState>,
+}
+
+impl std::fmt::Debug for PreparedAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreparedAgent")
+    }
+}
+
+/// How a job's `run` call ended, short of cancellation (which drops the future).
+#[derive(Debug)]
+pub enum RunOutcome {
+    /// `run` returned Ok with this JSON text; `stream` is set when the plugin wrote a
+    /// streamed result.
+    Success {
+        /// The returned JSON text.
+        output: String,
+        /// The streamed result, if any.
+        stream: Option<StreamSummary>,
+    },
+    /// `run` returned Err.
+    Failed(Failure),
+    /// The guest trapped or hit a limit; the message says which.
+    Trapped(String),
+    /// The host could not instantiate the plugin.
+    InstantiationFailed(String),
+}
+
+/// What the sandbox needs to run one job.
+pub struct JobSpec {
+    /// Passed to the plugin's `run`.
+    pub info: JobInfo,
+    /// The job's input as JSON text.
+    pub input_json: String,
+    /// Per-job memory ceiling in bytes.
+    pub memory_bytes: u64,
+}
+
+/// The process-wide engine, linker and epoch ticker.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<host::JobState>,
+    config: SandboxConfig,
+    pooling: bool,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Sandbox {
+    /// Builds the engine (pooling allocator, falling back to on-demand allocation when
+    /// the address-space reservation fails), the linker, and starts the epoch ticker.
+    pub fn new(config: SandboxConfig) -> anyhow::Result<Sandbox> {
+        let (engine, pooling) = match config.pool_instances {
+            0 => (Engine::new(&base_config())?, false),
+            n => match Engine::new(&pooling_config(n, config.job_memory_bytes)) {
+                Ok(engine) => (engine, true),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
+                    (Engine::new(&base_config())?, false)
+                }
+            },
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)
+            .context("linking host world")?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            let tick = config.epoch_tick;
+            std::thread::Builder::new()
+                .name("arcp-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("starting the epoch ticker")?;
+        }
+        Ok(Sandbox {
+            engine,
+            linker,
+            config,
+            pooling,
+            ticker_stop,
+        })
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn is_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The engine (shared by every plugin).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A hash of everything that makes compiled code from this engine loadable:
+    /// wasmtime's version and the compilation settings.
+    pub fn engine_hash(&self) -> String {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+
+    /// Compiles `bytes` or loads the cached compiled code for them from `cache_dir`,
+    /// keyed by the bytes' sha256 and [`Self::engine_hash`]. Returns the component and
+    /// whether it came from the cache.
+    pub fn load_component(
+        &self,
+        bytes: &[u8],
+        cache_dir: Option<&Path>,
+    ) -> anyhow::Result<(Component, bool)> {
+        let Some(cache_dir) = cache_dir else {
+            return Ok((Component::new(&self.engine, bytes)?, false));
+        };
+        let key = format!(
+            "{}-{}.cwasm",
+            hex::encode(Sha256::digest(bytes)),
+            self.engine_hash()
+        );
+        let path: PathBuf = cache_dir.join(key);
+        if path.exists() {
+            // SAFETY: the file is one this host wrote with `precompile_component` into
+            // its own cache folder, named by the sha256 of the source and the engine's
+            // compatibility hash; wasmtime re-checks the header and the engine settings.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok((c, true)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unusable cache entry")
+                }
+            }
+        }
+        let compiled = self.engine.precompile_component(bytes)?;
+        if let Err(e) =
+            std::fs::create_dir_all(cache_dir).and_then(|()| write_atomically(&path, &compiled))
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not write the compiled-code cache");
+        }
+        // SAFETY: `compiled` was produced by `precompile_component` on this engine just now.
+        let component = unsafe { Component::deserialize(&self.engine, &compiled)? };
+        Ok((component, false))
+    }
+
+    /// Resolves a component's imports against the host and checks its exports. The
+    /// error names the missing import or export.
+    pub fn prepare(&self, component: &Component) -> anyhow::Result<PreparedAgent> {
+        let instance_pre = self.linker.instantiate_pre(component)?;
+        let pre = AgentPre::new(instance_pre)?;
+        Ok(PreparedAgent { pre })
+    }
+
+    /// Runs one job to completion in a fresh `Store`. Dropping the returned future
+    /// stops the guest (at its next epoch tick) and drops the store.
+    pub async fn run(
+        &self,
+        agent: &PreparedAgent,
+        spec: JobSpec,
+        sink: Arc<dyn JobSink>,
+    ) -> RunOutcome {
+        let state = host::JobState::new(
+            sink,
+            JobLimiter::new(spec.memory_bytes),
+            self.config.max_result_bytes,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Yield to the executor at every epoch tick: that is where cancellation and
+        // timeouts (which drop this future) take effect for a guest that never calls
+        // the host.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+
+        let instance = match agent.pre.instantiate_async(&mut store).await {
+            Ok(i) => i,
+            Err(e) => {
+                return match store.data().limiter.exceeded() {
+                    Some(msg) => RunOutcome::Trapped(msg),
+                    None => RunOutcome::InstantiationFailed(format!("{e:#}")),
+                };
+            }
+        };
+        let result = instance
+            .call_run(&mut store, &spec.info, &spec.input_json)
+            .await;
+        let stream = store.data_mut().take_stream();
+        match result {
+            Ok(Ok(output)) => RunOutcome::Success { output, stream },
+            Ok(Err(failure)) => RunOutcome::Failed(failure),
+            Err(e) => RunOutcome::Trapped(match store.data().limiter.exceeded() {
+                Some(msg) => msg,
+                None => trap_message(&e),
+            }),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn base_config() -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true);
+    c.epoch_interruption(true);
+    c
+}
+
+fn pooling_config(instances: u32, job_memory_bytes: u64) -> Config {
+    let mut c = base_config();
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .total_stacks(instances)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(32)
+        .max_core_instance_size(4 << 20)
+        .max_component_instance_size(4 << 20)
+        .table_elements(100_000)
+        .max_memory_size(usize::try_from(job_memory_bytes).unwrap_or(usize::MAX));
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    c
+}
+
+/// The message of a guest trap: wasmtime's trap code and the guest backtrace when
+/// there is one.
+fn trap_message(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("plugin trapped: {trap}"),
+        None => format!("plugin failed: {e:#}"),
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,439 @@
+//! Sessions (spec §6): one task per connection, owning the handshake, bearer auth,
+//! feature negotiation, heartbeats, acknowledgements, resume and the dispatch of
+//! every client message.
+//!
+//! A session outlives its connection: its [`SessionState`] (id, principal, outbox,
+//! resume token) stays registered for the resume window, and jobs keep emitting into
+//! its outbox while no connection is attached. This module decides what to answer;
+//! it leaves job lifecycle to `jobs` and bytes to `transport`.
+
+mod outbox;
+
+pub use outbox::Outbox;
+
+use crate::error::{ArcpError, ErrorCode};
+use crate::protocol::{
+    AckPayload, ByePayload, Envelope, HelloPayload, JobsPayload, ListJobsPayload, Outbound,
+    PingPayload, PongPayload, RuntimeInfo, WelcomeCapabilities, WelcomePayload, ids, now_rfc3339,
+};
+use crate::runtime::{RUNTIME_NAME, Runtime};
+use crate::transport::{Connection, FrameIn, FrameOut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The features this runtime implements (spec §6.2); a session gets the
+/// intersection with the client's list.
+pub const RUNTIME_FEATURES: &[&str] = &[
+    "heartbeat",
+    "ack",
+    "list_jobs",
+    "lease_expires_at",
+    "progress",
+    "result_chunk",
+    "agent_versions",
+];
+
+/// How long a client has to send `session.hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A session's state, which outlives its connections.
+pub struct SessionState {
+    /// `sess_…`, minted by the runtime.
+    pub id: String,
+    /// The authenticated principal.
+    pub principal: String,
+    /// The outbound side.
+    pub outbox: Arc<Outbox>,
+    features: Vec<String>,
+    resume_token: Mutex<String>,
+    detached_at: Mutex<Option<Instant>>,
+    acked: AtomicU64,
+}
+
+impl SessionState {
+    /// Whether `feature` was negotiated.
+    pub fn has(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
+
+    /// The highest `event_seq` the client acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
+    }
+
+    fn rotate_token(&self) -> String {
+        let token = ids::prefixed("rtk");
+        if let Ok(mut t) = self.resume_token.lock() {
+            *t = token.clone();
+        }
+        token
+    }
+}
+
+/// Serves one connection until the peer leaves, says bye, or goes silent.
+pub async fn serve(rt: Arc<Runtime>, mut conn: Connection) {
+    let Some(session) = handshake(&rt, &mut conn).await else {
+        return;
+    };
+    let span =
+        tracing::info_span!("session", session_id = %session.id, principal = %session.principal);
+    tracing::info!(parent: &span, peer = %conn.peer, "session attached");
+    run(&rt, &session, &mut conn).await;
+    session.outbox.detach().await;
+    if let Ok(mut d) = session.detached_at.lock() {
+        *d = Some(Instant::now());
+    }
+    tracing::info!(parent: &span, "session detached");
+}
+
+async fn send_direct(conn: &Connection, msg: Outbound) {
+    let _ = conn.outbound.send(FrameOut::Frame(msg.encode())).await;
+}
+
+fn error_msg(err: &ArcpError, request_id: Option<&str>) -> Outbound {
+    let mut err = err.clone();
+    if let Some(id) = request_id {
+        err = err.with_detail("request_id", id);
+    }
+    Outbound::new("session.error", err.to_payload())
+}
+
+/// Waits for `session.hello`, authenticates, and answers `session.welcome` (new or
+/// resumed session) or `session.error`.
+async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<SessionState>> {
+    let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    let (env, hello) = loop {
+        let frame = match tokio::time::timeout_at(deadline, conn.inbound.recv()).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return None,
+            Err(_) => {
+                let err = ArcpError::invalid("no session.hello within 10 s");
+                send_direct(conn, error_msg(&err, None)).await;
+                let _ = conn
+                    .outbound
+                    .send(FrameOut::Close(1008, "handshake timeout".into()))
+                    .await;
+                return None;
+            }
+        };
+        let text = match frame {
+            FrameIn::Frame(t) => t,
+            FrameIn::Garbage(why) => {
+                send_direct(conn, error_msg(&ArcpError::invalid(why), None)).await;
+                continue;
+            }
+        };
+        let env = match Envelope::decode(&text) {
+            Ok(env) => env,
+            Err(f) => {
+                send_direct(conn, error_msg(&f.error, f.id.as_deref())).await;
+                continue;
+            }
+        };
+        if env.kind != "session.hello" {
+            let err =
+                ArcpError::invalid(format!("expected session.hello first, got {:?}", env.kind));
+            send_direct(conn, error_msg(&err, Some(&env.id))).await;
+            continue;
+        }
+        match env.payload_as::<HelloPayload>() {
+            Ok(hello) => break (env, hello),
+            Err(err) => {
+                send_direct(conn, error_msg(&err, Some(&env.id))).await;
+                continue;
+            }
+        }
+    };
+
+    let token = hello
+        .auth
+        .as_ref()
+        .and_then(|a| a.token.clone())
+        .unwrap_or_default();
+    let scheme_ok = hello.auth.as_ref().is_none_or(|a| a.scheme == "bearer");
+    let Some(principal) = rt.principal_for(&token).filter(|_| scheme_ok) else {
+        let err = ArcpError::new(ErrorCode::Unauthenticated, "invalid bearer token");
+        send_direct(conn, error_msg(&err, Some(&env.id))).await;
+        let _ = conn
+            .outbound
+            .send(FrameOut::Close(1000, "unauthenticated".into()))
+            .await;
+        return None;
+    };
+
+    let client_features = hello
+        .capabilities
+        .as_ref()
+        .map(|c| c.features.clone())
+        .unwrap_or_default();
+    let features: Vec<String> = client_features
+        .iter()
+        .filter(|f| RUNTIME_FEATURES.contains(&f.as_str()))
+        .cloned()
+        .collect();
+
+    let (session, replay_after) = match &hello.resume {
+        None => {
+            let id = ids::prefixed("sess");
+            let session = Arc::new(SessionState {
+                id: id.clone(),
+                principal,
+                outbox: Arc::new(Outbox::new(id, rt.store.clone())),
+                features,
+                resume_token: Mutex::new(String::new()),
+                detached_at: Mutex::new(None),
+                acked: AtomicU64::new(0),
+            });
+            rt.register_session(session.clone());
+            (session, None)
+        }
+        Some(resume) => match check_resume(rt, &principal, resume) {
+            Ok(session) => (session, Some(resume.last_event_seq)),
+            Err(err) => {
+                send_direct(conn, error_msg(&err, Some(&env.id))).await;
+                let _ = conn
+                    .outbound
+                    .send(FrameOut::Close(1000, "resume refused".into()))
+                    .await;
+                return None;
+            }
+        },
+    };
+
+    let inventory = rt.registry.inventory();
+    let agents = if session.has("agent_versions") {
+        serde_json::to_value(inventory.entries()).unwrap_or_default()
+    } else {
+        inventory
+            .entries()
+            .into_iter()
+            .map(|e| e.name)
+            .collect::<Vec<_>>()
+            .into()
+    };
+    let welcome = WelcomePayload {
+        runtime: RuntimeInfo {
+            name: RUNTIME_NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        session_id: session.id.clone(),
+        resume_token: session.rotate_token(),
+        resume_window_sec: rt.config.resume_window_sec,
+        heartbeat_interval_sec: session
+            .has("heartbeat")
+            .then_some(rt.config.heartbeat_interval_sec),
+        capabilities: WelcomeCapabilities {
+            encodings: vec!["json".into()],
+            features: session.features.clone(),
+            agents,
+        },
+        accepted_at: now_rfc3339(),
+    };
+    send_direct(
+        conn,
+        Outbound::new("session.welcome", welcome).session(&session.id),
+    )
+    .await;
+    match replay_after {
+        None => session.outbox.attach(conn.outbound.clone()).await,
+        Some(after) => {
+            if let Err(e) = session
+                .outbox
+                .attach_with_replay(conn.outbound.clone(), after)
+                .await
+            {
+                let err = ArcpError::internal(format!("replay failed: {e}"));
+                send_direct(conn, error_msg(&err, None)).await;
+                return None;
+            }
+        }
+    }
+    if let Ok(mut d) = session.detached_at.lock() {
+        *d = None;
+    }
+    Some(session)
+}
+
+fn check_resume(
+    rt: &Runtime,
+    principal: &str,
+    resume: &crate::protocol::ResumeRequest,
+) -> Result<Arc<SessionState>, ArcpError> {
+    use subtle::ConstantTimeEq;
+    let expired = || {
+        ArcpError::new(
+            ErrorCode::ResumeWindowExpired,
+            format!(
+                "session {:?} cannot be resumed: unknown or past its resume window",
+                resume.session_id
+            ),
+        )
+    };
+    let session = rt.session(&resume.session_id).ok_or_else(expired)?;
+    let token_ok = session
+        .resume_token
+        .lock()
+        .map(|t| bool::from(t.as_bytes().ct_eq(resume.resume_token.as_bytes())))
+        .unwrap_or(false);
+    if !token_ok || session.principal != principal {
+        return Err(ArcpError::new(
+            ErrorCode::PermissionDenied,
+            "resume token is not valid for this principal",
+        ));
+    }
+    let window = Duration::from_secs(rt.config.resume_window_sec);
+    if let Ok(d) = session.detached_at.lock()
+        && d.is_some_and(|at| at.elapsed() > window)
+    {
+        return Err(expired());
+    }
+    if resume.last_event_seq > session.outbox.last_seq() {
+        return Err(ArcpError::invalid(format!(
+            "last_event_seq {} is beyond the last event sent ({})",
+            resume.last_event_seq,
+            session.outbox.last_seq()
+        )));
+    }
+    Ok(session)
+}
+
+/// The session's main loop.
+async fn run(rt: &Arc<Runtime>, session: &Arc<SessionState>, conn: &mut Connection) {
+    let interval = Duration::from_secs(rt.config.heartbeat_interval_sec);
+    let heartbeat = session.has("heartbeat");
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut last_inbound = Instant::now();
+    loop {
+        tokio::select! {
+            frame = conn.inbound.recv() => {
+                let Some(frame) = frame else { return };
+                last_inbound = Instant::now();
+                let text = match frame {
+                    FrameIn::Frame(t) => t,
+                    FrameIn::Garbage(why) => {
+                        session.outbox.send(error_msg(&ArcpError::invalid(why), None)).await;
+                        continue;
+                    }
+                };
+                match Envelope::decode(&text) {
+                    Ok(env) => {
+                        if !dispatch(rt, session, env).await {
+                            return;
+                        }
+                    }
+                    Err(f) => {
+                        session.outbox.send(error_msg(&f.error, f.id.as_deref())).await;
+                    }
+                }
+            }
+            _ = ticker.tick(), if heartbeat => {
+                if last_inbound.elapsed() >= interval * 2 {
+                    tracing::info!(session_id = %session.id, "heartbeat lost; closing the transport");
+                    let err = ArcpError::new(ErrorCode::HeartbeatLost, "no message from the client for two heartbeat intervals");
+                    session.outbox.send(error_msg(&err, None)).await;
+                    session.outbox.close(1001, "heartbeat lost").await;
+                    return;
+                }
+                let ping = PingPayload { nonce: ids::prefixed("png"), sent_at: now_rfc3339() };
+                session.outbox.send(Outbound::new("session.ping", ping)).await;
+            }
+        }
+    }
+}
+
+/// Handles one envelope; returns false when the session ends.
+async fn dispatch(rt: &Arc<Runtime>, session: &Arc<SessionState>, env: Envelope) -> bool {
+    if let Some(sid) = &env.session_id
+        && *sid != session.id
+    {
+        let err = ArcpError::invalid(format!("session_id {sid:?} does not match this session"));
+        session.outbox.send(error_msg(&err, Some(&env.id))).await;
+        return true;
+    }
+    let result = match env.kind.as_str() {
+        "job.submit" => {
+            rt.jobs
+                .submit(&session.principal, &session.outbox, &env)
+                .await
+        }
+        "job.cancel" => {
+            rt.jobs
+                .cancel(&session.principal, &session.outbox, &env)
+                .await
+        }
+        "session.list_jobs" => list_jobs(rt, session, &env).await,
+        "session.ack" => ack(session, &env),
+        "session.ping" => match env.payload_as::<PingPayload>() {
+            Ok(ping) => {
+                let pong = PongPayload {
+                    ping_nonce: ping.nonce,
+                    received_at: now_rfc3339(),
+                };
+                session
+                    .outbox
+                    .send(Outbound::new("session.pong", pong))
+                    .await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        "session.pong" => Ok(()),
+        "session.bye" => {
+            session.outbox.close(1000, "bye").await;
+            return false;
+        }
+        "session.close" => {
+            let reason = env.payload_as::<ByePayload>().ok().and_then(|b| b.reason);
+            session
+                .outbox
+                .send(Outbound::new("session.closed", ByePayload { reason }))
+                .await;
+            session.outbox.close(1000, "closed").await;
+            return false;
+        }
+        "session.hello" => Err(ArcpError::invalid(
+            "session already established; session.hello is only valid first",
+        )),
+        "job.subscribe" | "job.unsubscribe" => {
+            Err(ArcpError::invalid("feature \"subscribe\" not negotiated"))
+        }
+        other => Err(ArcpError::invalid(format!(
+            "unknown message type {other:?}"
+        ))),
+    };
+    if let Err(err) = result {
+        session.outbox.send(error_msg(&err, Some(&env.id))).await;
+    }
+    true
+}
+
+async fn list_jobs(
+    rt: &Arc<Runtime>,
+    session: &Arc<SessionState>,
+    env: &Envelope,
+) -> Result<(), ArcpError> {
+    if !session.has("list_jobs") {
+        return Err(ArcpError::invalid("feature \"list_jobs\" not negotiated"));
+    }
+    let req: ListJobsPayload = env.payload_as()?;
+    let (jobs, next_cursor) = rt.jobs.list(&session.principal, &req)?;
+    let payload = JobsPayload {
+        request_id: env.id.clone(),
+        jobs,
+        next_cursor,
+    };
+    session
+        .outbox
+        .send(Outbound::new("session.jobs", payload))
+        .await;
+    Ok(())
+}
+
+fn ack(session: &SessionState, env: &Envelope) -> Result<(), ArcpError> {
+    let req: AckPayload = env.payload_as()?;
+    // Never beyond what was sent: a client cannot acknowledge the future.
+    let upto = req.last_processed_seq.min(session.outbox.last_seq());
+    session.acked.fetch_max(upto, Ordering::AcqRel);
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The in-memory store: for `--in-memory` and tests. Nothing survives a restart.
+
+use super::{JobRecord, Store, StoreError, StoredEvent};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+/// Keeps everything in process memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    events: Mutex<HashMap<String, BTreeMap<u64, StoredEvent>>>,
+    jobs: Mutex<HashMap<String, JobRecord>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+impl Store for MemoryStore {
+    fn append_event(&self, event: StoredEvent) {
+        if let Ok(mut m) = self.events.lock() {
+            m.entry(event.session_id.clone())
+                .or_default()
+                .insert(event.seq, event);
+        }
+    }
+
+    fn put_job(&self, job: JobRecord) {
+        if let Ok(mut m) = self.jobs.lock() {
+            m.insert(job.job_id.clone(), job);
+        }
+    }
+
+    fn events_after(&self, session_id: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let m = self
+            .events
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        Ok(m.get(session_id)
+            .map(|s| {
+                s.range(after.saturating_add(1)..)
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let m = self
+            .jobs
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        Ok(m.get(job_id).cloned())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conformance;
+    use super::*;
+
+    #[test]
+    fn passes_the_store_conformance_tests() {
+        conformance::events_come_back_in_order_after_a_cursor(&MemoryStore::new());
+        conformance::a_job_record_is_replaced_by_its_latest_version(&MemoryStore::new());
+    }
+}

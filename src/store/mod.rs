@@ -1,0 +1,122 @@
+//! The durable side: sequenced envelopes and job records behind one small trait,
+//! with SQLite as the embedded default and an in-memory store when asked for.
+//!
+//! Owns persistence only: it never decides what to send or when. Writers call
+//! [`Store::append_event`] and [`Store::put_job`], which must not block the async
+//! runtime; the SQLite store hands writes to one writer thread that commits them in
+//! batches (group commit over WAL).
+
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// One sequenced envelope as it was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The session whose `event_seq` space it is in.
+    pub session_id: String,
+    /// Its `event_seq`.
+    pub seq: u64,
+    /// The job it concerns.
+    pub job_id: Option<String>,
+    /// The exact text sent.
+    pub frame: String,
+}
+
+/// A job's durable record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    /// Job id.
+    pub job_id: String,
+    /// Owning principal.
+    pub principal: String,
+    /// Submitting session.
+    pub session_id: String,
+    /// Resolved `name@version`.
+    pub agent: String,
+    /// Current status (`pending`, `running`, `success`, …).
+    pub status: String,
+    /// RFC 3339 submission time.
+    pub submitted_at: String,
+    /// The `job.accepted` payload, as JSON text.
+    pub accepted: String,
+    /// The terminal envelope's text, once there is one.
+    pub terminal: Option<String>,
+}
+
+/// Errors from a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused an operation.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The store could not be opened or written.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Where sequenced envelopes and job records are kept.
+pub trait Store: Send + Sync + 'static {
+    /// Records an envelope. Must not block on disk.
+    fn append_event(&self, event: StoredEvent);
+    /// Records (inserts or replaces) a job. Must not block on disk.
+    fn put_job(&self, job: JobRecord);
+    /// Envelopes of `session_id` with `seq > after`, in order.
+    fn events_after(&self, session_id: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError>;
+    /// One job's record.
+    fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Waits until every write handed over so far is durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+pub(crate) mod conformance {
+    //! Tests every store must pass.
+    use super::*;
+
+    pub fn job(id: &str, status: &str) -> JobRecord {
+        JobRecord {
+            job_id: id.into(),
+            principal: "alice".into(),
+            session_id: "sess_1".into(),
+            agent: "echo@1.0.0".into(),
+            status: status.into(),
+            submitted_at: "2026-01-01T00:00:00Z".into(),
+            accepted: "{}".into(),
+            terminal: None,
+        }
+    }
+
+    pub fn events_come_back_in_order_after_a_cursor(store: &dyn Store) {
+        for seq in 1..=5 {
+            store.append_event(StoredEvent {
+                session_id: "sess_1".into(),
+                seq,
+                job_id: Some("job_1".into()),
+                frame: format!("frame {seq}"),
+            });
+        }
+        store.append_event(StoredEvent {
+            session_id: "sess_2".into(),
+            seq: 1,
+            job_id: None,
+            frame: "other".into(),
+        });
+        store.flush().unwrap();
+        let got = store.events_after("sess_1", 2).unwrap();
+        assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(got[0].frame, "frame 3");
+    }
+
+    pub fn a_job_record_is_replaced_by_its_latest_version(store: &dyn Store) {
+        store.put_job(job("job_1", "running"));
+        let mut done = job("job_1", "success");
+        done.terminal = Some("{\"type\":\"job.result\"}".into());
+        store.put_job(done.clone());
+        store.flush().unwrap();
+        assert_eq!(store.job("job_1").unwrap(), Some(done));
+        assert_eq!(store.job("job_404").unwrap(), None);
+    }
+}

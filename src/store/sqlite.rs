@@ -1,0 +1,234 @@
+//! The embedded SQLite store (`<data>/arcp.db`, WAL mode).
+//!
+//! Writes go through a channel to one writer thread, which drains everything queued
+//! and commits it in one transaction: many events per fsync under load, one per
+//! event when idle. Reads use their own connection, which WAL lets run beside the
+//! writer.
+
+use super::{JobRecord, Store, StoreError, StoredEvent};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc;
+
+enum Write {
+    Event(StoredEvent),
+    Job(JobRecord),
+    Flush(mpsc::Sender<Result<(), String>>),
+}
+
+/// SQLite-backed store.
+pub struct SqliteStore {
+    path: PathBuf,
+    tx: Mutex<mpsc::Sender<Write>>,
+    reader: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    PRAGMA synchronous = NORMAL;
+    CREATE TABLE IF NOT EXISTS events (
+        session_id TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        job_id     TEXT,
+        frame      TEXT NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS jobs (
+        job_id       TEXT PRIMARY KEY,
+        principal    TEXT NOT NULL,
+        session_id   TEXT NOT NULL,
+        agent        TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        submitted_at TEXT NOT NULL,
+        accepted     TEXT NOT NULL,
+        terminal     TEXT
+    );
+";
+
+impl SqliteStore {
+    /// Opens (or creates) `<dir>/arcp.db`. A corrupt or unwritable file is an error
+    /// that names it.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Io(format!("cannot create data folder {}: {e}", dir.display()))
+        })?;
+        let path = dir.join("arcp.db");
+        let named = |e: rusqlite::Error| StoreError::Io(format!("store {}: {e}", path.display()));
+        let writer = Connection::open(&path).map_err(named)?;
+        writer.execute_batch(SCHEMA).map_err(named)?;
+        let reader = Connection::open(&path).map_err(named)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("arcp-store".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| StoreError::Io(format!("starting the store writer: {e}")))?;
+        Ok(SqliteStore {
+            path,
+            tx: Mutex::new(tx),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn send(&self, w: Write) {
+        if let Ok(tx) = self.tx.lock()
+            && tx.send(w).is_err()
+        {
+            tracing::error!("store writer has stopped; a write was lost");
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Write>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+            if batch.len() >= 4096 {
+                break;
+            }
+        }
+        let mut waiters = Vec::new();
+        let result = (|| -> rusqlite::Result<()> {
+            let txn = conn.transaction()?;
+            {
+                let mut ev = txn.prepare_cached(
+                    "INSERT OR REPLACE INTO events (session_id, seq, job_id, frame) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                let mut job = txn.prepare_cached(
+                    "INSERT OR REPLACE INTO jobs (job_id, principal, session_id, agent, status, submitted_at, accepted, terminal)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for w in batch.drain(..) {
+                    match w {
+                        Write::Event(e) => {
+                            ev.execute(params![e.session_id, e.seq as i64, e.job_id, e.frame])?;
+                        }
+                        Write::Job(j) => {
+                            job.execute(params![
+                                j.job_id,
+                                j.principal,
+                                j.session_id,
+                                j.agent,
+                                j.status,
+                                j.submitted_at,
+                                j.accepted,
+                                j.terminal
+                            ])?;
+                        }
+                        Write::Flush(w) => waiters.push(w),
+                    }
+                }
+            }
+            txn.commit()
+        })();
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "store write failed");
+        }
+        for w in waiters {
+            let _ = w.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn append_event(&self, event: StoredEvent) {
+        self.send(Write::Event(event));
+    }
+
+    fn put_job(&self, job: JobRecord) {
+        self.send(Write::Job(job));
+    }
+
+    fn events_after(&self, session_id: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self
+            .reader
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT session_id, seq, job_id, frame FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![session_id, after as i64], |r| {
+            Ok(StoredEvent {
+                session_id: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                job_id: r.get(2)?,
+                frame: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let conn = self
+            .reader
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted, terminal FROM jobs WHERE job_id = ?1",
+        )?;
+        Ok(stmt
+            .query_row(params![job_id], |r| {
+                Ok(JobRecord {
+                    job_id: r.get(0)?,
+                    principal: r.get(1)?,
+                    session_id: r.get(2)?,
+                    agent: r.get(3)?,
+                    status: r.get(4)?,
+                    submitted_at: r.get(5)?,
+                    accepted: r.get(6)?,
+                    terminal: r.get(7)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Write::Flush(tx));
+        rx.recv()
+            .map_err(|_| StoreError::Io("store writer has stopped".into()))?
+            .map_err(StoreError::Io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conformance;
+    use super::*;
+
+    #[test]
+    fn passes_the_store_conformance_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        conformance::events_come_back_in_order_after_a_cursor(&store);
+        conformance::a_job_record_is_replaced_by_its_latest_version(&store);
+    }
+
+    #[test]
+    fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            store.put_job(conformance::job("job_9", "success"));
+            store.flush().unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.job("job_9").unwrap().unwrap().status, "success");
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("arcp.db"), vec![0x42u8; 8192]).unwrap();
+        let err = SqliteStore::open(dir.path())
+            .err()
+            .expect("corrupt file must fail");
+        assert!(err.to_string().contains("arcp.db"), "{err}");
+    }
+}

@@ -1,0 +1,63 @@
+//! stdio transport: one envelope per `\n`-terminated line on stdin and stdout. Logs
+//! go to stderr. A line over the limit is answered as garbage and skipped.
+
+use super::{Connection, FrameIn, FrameOut};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+
+/// Connects the process's stdin and stdout.
+pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
+    let (in_tx, in_rx) = mpsc::channel::<FrameIn>(64);
+    let (out_tx, mut out_rx) = mpsc::channel::<FrameOut>(outbound_queue);
+
+    tokio::spawn(async move {
+        let mut lines = FramedRead::new(
+            tokio::io::stdin(),
+            LinesCodec::new_with_max_length(max_line),
+        );
+        while let Some(line) = lines.next().await {
+            let inbound = match line {
+                Ok(l) if l.trim().is_empty() => continue,
+                Ok(l) => FrameIn::Frame(l),
+                Err(LinesCodecError::MaxLineLengthExceeded) => {
+                    FrameIn::Garbage(format!("line longer than the {max_line}-byte limit"))
+                }
+                Err(LinesCodecError::Io(e)) => {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        FrameIn::Garbage("line is not UTF-8 text".into())
+                    } else {
+                        break;
+                    }
+                }
+            };
+            if in_tx.send(inbound).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(out) = out_rx.recv().await {
+            match out {
+                FrameOut::Frame(mut text) => {
+                    text.push('\n');
+                    if stdout.write_all(text.as_bytes()).await.is_err()
+                        || stdout.flush().await.is_err()
+                    {
+                        break;
+                    }
+                }
+                FrameOut::Close(_, _) => break,
+            }
+        }
+    });
+
+    Connection {
+        inbound: in_rx,
+        outbound: out_tx,
+        peer: "stdio".into(),
+    }
+}

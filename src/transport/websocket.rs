@@ -1,0 +1,140 @@
+//! WebSocket transport: `ws://HOST:PORT/arcp`, no subprotocol, text frames of compact
+//! JSON. FrameIn messages above the configured limit close the connection with 1009
+//! and a reason; outbound frames are never above 1 MiB (the session guarantees it).
+
+use super::{Connection, FrameIn, FrameOut};
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// The one path the runtime serves.
+pub const PATH: &str = "/arcp";
+
+/// How long a client may take to finish the WebSocket handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of the WebSocket listener.
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    /// Largest inbound message, in bytes.
+    pub max_inbound_frame: usize,
+    /// FrameOut queue length per connection.
+    pub outbound_queue: usize,
+}
+
+/// Accepts connections on `listener` forever, handing each to `on_connection`.
+pub async fn serve<F>(listener: TcpListener, settings: WsSettings, on_connection: F)
+where
+    F: Fn(Connection) + Send + Sync + 'static,
+{
+    let on_connection = std::sync::Arc::new(on_connection);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and similar: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let settings = settings.clone();
+        let on_connection = on_connection.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(stream, peer, &settings)).await {
+                Ok(Ok(conn)) => on_connection(conn),
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
+                Err(_) => tracing::debug!(%peer, "websocket handshake timed out"),
+            }
+        });
+    }
+}
+
+#[allow(clippy::result_large_err)] // the callback signature is tungstenite's
+fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
+    if req.uri().path() == PATH {
+        return Ok(resp);
+    }
+    let mut err = ErrorResponse::new(Some(format!("not found: ARCP is served at {PATH}")));
+    *err.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
+    Err(err)
+}
+
+async fn accept(
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: &WsSettings,
+) -> Result<Connection, WsError> {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(settings.max_inbound_frame))
+        .max_frame_size(Some(settings.max_inbound_frame));
+    let ws =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config)).await?;
+    let (mut sink, mut stream) = ws.split();
+    let (in_tx, in_rx) = mpsc::channel::<FrameIn>(64);
+    let (out_tx, mut out_rx) = mpsc::channel::<FrameOut>(settings.outbound_queue);
+    let limit = settings.max_inbound_frame;
+
+    // Reader: frames in until the peer leaves or breaks a rule. A frame over the
+    // limit is answered by the writer with close 1009.
+    let close_tx = out_tx.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = stream.next().await {
+            let inbound = match msg {
+                Ok(Message::Text(t)) => FrameIn::Frame(t.as_str().to_owned()),
+                Ok(Message::Binary(b)) => match String::from_utf8(b.to_vec()) {
+                    Ok(t) => FrameIn::Frame(t),
+                    Err(_) => FrameIn::Garbage("binary frame is not UTF-8 text".into()),
+                },
+                Ok(Message::Close(_)) => break,
+                Ok(_) => continue, // ping/pong: tungstenite answers pings itself
+                Err(WsError::Capacity(e)) => {
+                    let reason = format!("frame too large ({e}); the limit is {limit} bytes");
+                    let _ = close_tx.send(FrameOut::Close(1009, reason)).await;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "websocket read ended");
+                    break;
+                }
+            };
+            if in_tx.send(inbound).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    // Writer: frames out until the session drops its sender or asks to close.
+    tokio::spawn(async move {
+        while let Some(out) = out_rx.recv().await {
+            let res = match out {
+                FrameOut::Frame(text) => sink.send(Message::text(text)).await,
+                FrameOut::Close(code, reason) => {
+                    let frame = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+            };
+            if res.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    Ok(Connection {
+        inbound: in_rx,
+        outbound: out_tx,
+        peer: peer.to_string(),
+    })
+}

@@ -1,0 +1,162 @@
+//! The command line: `run`, `agents`, `stdio`, and the plugin folder as seen by them.
+
+mod common;
+
+use common::bundled_plugins;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+fn arcp_host() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_arcp-host"))
+}
+
+#[test]
+fn run_prints_events_and_the_result() {
+    let data = tempfile::tempdir().unwrap();
+    let out = arcp_host()
+        .args([
+            "run",
+            "ticker",
+            "--input",
+            r#"{"count":2,"progress":true}"#,
+            "--plugins",
+        ])
+        .arg(bundled_plugins())
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result, json!({"ticks": 2}));
+    assert!(
+        stderr.contains(r#"[1] log {"level":"info","message":"tick 0"}"#),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[4] progress"), "{stderr}");
+}
+
+#[test]
+fn run_fails_with_the_error_code_for_an_unknown_agent() {
+    let data = tempfile::tempdir().unwrap();
+    let out = arcp_host()
+        .args(["run", "nope", "--in-memory", "--plugins"])
+        .arg(bundled_plugins())
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AGENT_NOT_AVAILABLE"));
+}
+
+#[test]
+fn agents_lists_the_bundled_plugins_and_reports_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["echo@1.0.0.wasm", "echo@2.0.0.wasm", "ticker@1.0.0.wasm"] {
+        std::fs::copy(bundled_plugins().join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("broken@1.0.0.wasm"),
+        b"\0asm\x0d\x00\x01\x00garbage",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("core@1.0.0.wasm"), b"\0asm\x01\x00\x00\x00").unwrap();
+    std::fs::write(dir.path().join("BadName.wasm"), b"x").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = arcp_host()
+        .arg("agents")
+        .arg("--plugins")
+        .arg(dir.path())
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("echo") && l.contains("2.0.0") && l.contains("yes")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ticker"), "{stdout}");
+    assert!(
+        stdout.contains("FAILED") && stdout.contains("broken@1.0.0.wasm"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("core@1.0.0.wasm") && stdout.contains("not a component"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("BadName.wasm"), "{stdout}");
+
+    // Second start: compiled code comes from the cache.
+    let out = arcp_host()
+        .arg("agents")
+        .arg("--plugins")
+        .arg(dir.path())
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("FAILED"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    assert!(
+        rows.iter().all(|r| r[3] == "yes"),
+        "every plugin loads from the cache: {stdout}"
+    );
+}
+
+#[test]
+fn stdio_speaks_ndjson_on_stdin_and_stdout() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = arcp_host()
+        .args(["stdio", "--in-memory", "--plugins"])
+        .arg(bundled_plugins())
+        .arg("--data")
+        .arg(data.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let hello = json!({"arcp": "1.1", "id": common::envelope_id(1), "type": "session.hello",
+        "payload": {"client": {"name": "t", "version": "0"}, "auth": {"scheme": "bearer", "token": "any"}}});
+    writeln!(stdin, "{hello}").unwrap();
+    let welcome: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(welcome["type"], "session.welcome");
+    let sid = welcome["payload"]["session_id"].as_str().unwrap();
+    writeln!(stdin, "not json").unwrap();
+    let err: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(err["payload"]["code"], "INVALID_REQUEST");
+    let submit = json!({"arcp": "1.1", "id": common::envelope_id(2), "type": "job.submit", "session_id": sid,
+        "payload": {"agent": "echo@1.0.0", "input": "via stdio"}});
+    writeln!(stdin, "{submit}").unwrap();
+    let mut result = None;
+    for line in lines.by_ref() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["type"] == "job.result" {
+            result = Some(v);
+            break;
+        }
+    }
+    assert_eq!(result.unwrap()["payload"]["result"]["echoed"], "via stdio");
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+}

@@ -1,0 +1,81 @@
+"""Fixtures for the interop suite: a real arcp-host binary serving the bundled
+plugins, driven by the reference Python client (PyPI agentruntimecontrolprotocol)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "interop-token"
+
+
+class Host:
+    """One running `arcp-host serve` process."""
+
+    def __init__(self, url: str, proc: subprocess.Popen[str], log: list[str]) -> None:
+        self.url = url
+        self.proc = proc
+        self.log = log
+
+
+def start_host(*extra: str) -> Host:
+    binary = os.environ.get("ARCP_HOST_BIN") or str(ROOT / "target" / "debug" / "arcp-host")
+    data = tempfile.mkdtemp(prefix="arcp-interop-")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--plugins",
+            str(ROOT / "plugins"),
+            "--data",
+            data,
+            "--token",
+            f"{TOKEN}=interop",
+            "--token",
+            "other-token=mallory",
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    log: list[str] = []
+    assert proc.stderr is not None
+    url = None
+    for line in proc.stderr:
+        log.append(line)
+        m = re.search(r"listening on (ws://\S+)", line)
+        if m:
+            url = m.group(1)
+            break
+    if url is None:
+        proc.kill()
+        raise RuntimeError("arcp-host did not start:\n" + "".join(log))
+    # Keep draining stderr so the host never blocks on a full pipe.
+    threading.Thread(target=lambda: [log.append(l) for l in proc.stderr], daemon=True).start()
+    return Host(url, proc, log)
+
+
+@pytest.fixture(scope="session")
+def host():
+    h = start_host()
+    yield h
+    h.proc.terminate()
+    h.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def heartbeat_host():
+    h = start_host("--heartbeat-interval", "1")
+    yield h
+    h.proc.terminate()
+    h.proc.wait(timeout=10)
