@@ -28,6 +28,11 @@ pub struct Config {
     pub resume_window_sec: u64,
     /// `[limits]`.
     pub limits: Limits,
+    /// The principal of a peer whose token matches none (only for stdio with no
+    /// tokens configured, where the peer is the parent process). Not settable from
+    /// the file.
+    #[serde(skip)]
+    pub anonymous_principal: Option<String>,
 }
 
 /// Resource limits (`[limits]` table).
@@ -66,6 +71,7 @@ impl Default for Config {
             heartbeat_interval_sec: 30,
             resume_window_sec: 600,
             limits: Limits::default(),
+            anonymous_principal: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! a job may do, [`store`] keeps events and jobs, and [`plugins`] keeps the registry
 //! of agents from the plugin folder. [`runtime`] wires them together.
 
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod jobs;

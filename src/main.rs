@@ -31,6 +31,29 @@ enum Command {
     Agents(CommonArgs),
     /// Run one job in-process and print its events as they come.
     Run(RunArgs),
+    /// Measure plugin loading, instantiation, round trips and cancel latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Measure a runtime already serving at this URL instead of an in-process one.
+    #[arg(long)]
+    url: Option<String>,
+    /// Bearer token for --url.
+    #[arg(long, default_value = "")]
+    bench_token: String,
+    /// Round trips to time.
+    #[arg(long, default_value_t = 2000)]
+    round_trips: usize,
+    /// Spinner cancels to time.
+    #[arg(long, default_value_t = 100)]
+    cancels: usize,
+    /// Instantiations per plugin.
+    #[arg(long, default_value_t = 1000)]
+    instantiations: usize,
 }
 
 #[derive(Args, Clone)]
@@ -122,6 +145,7 @@ fn main() -> anyhow::Result<()> {
             Command::Stdio(args) => stdio(args).await,
             Command::Agents(args) => agents(args).await,
             Command::Run(args) => run(args).await,
+            Command::Bench(args) => bench(args).await,
         }
     })
 }
@@ -177,7 +201,7 @@ async fn stdio(args: CommonArgs) -> anyhow::Result<()> {
     if cfg.tokens.is_empty() {
         // The peer is the parent process that started us; with no tokens configured
         // it authenticates with any token, as principal "local".
-        cfg.tokens.insert(String::new(), "local".into());
+        cfg.anonymous_principal = Some("local".into());
     }
     let runtime = start(cfg).await?;
     let _watcher = runtime.registry.watch().ok();
@@ -320,5 +344,43 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if failed {
         std::process::exit(1);
     }
+    Ok(())
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    use arcp_host::bench;
+    let mut cfg = load_config(&args.common)?;
+    let token = format!("bench-{}", uuid::Uuid::now_v7().simple());
+    cfg.tokens.insert(token.clone(), "bench".into());
+    let plugins_dir = cfg.plugins.clone();
+    let data =
+        std::env::temp_dir().join(format!("arcp-bench-data-{}", uuid::Uuid::now_v7().simple()));
+    if !cfg.in_memory {
+        cfg.data = data.clone();
+    }
+    let store = if cfg.in_memory { "in-memory" } else { "sqlite" };
+    let runtime = start(cfg).await?;
+    println!(
+        "# arcp-host bench — {} store, pooling allocator: {}",
+        store,
+        runtime.sandbox.is_pooling()
+    );
+    println!("\n## plugin load and instantiation");
+    bench::plugins(runtime.sandbox.clone(), &plugins_dir, args.instantiations).await?;
+    let (url, token) = match &args.url {
+        Some(u) => (u.clone(), args.bench_token.clone()),
+        None => (bench::serve_in_process(runtime.clone()).await?, token),
+    };
+    println!("\n## echo submit→result round trip over loopback WebSocket ({url})");
+    println!(
+        "{}",
+        bench::round_trips(&url, &token, args.round_trips).await?
+    );
+    println!("\n## spinner cancel latency (job.cancel sent → terminal received)");
+    println!(
+        "{}",
+        bench::cancel_latency(&url, &token, args.cancels).await?
+    );
+    let _ = std::fs::remove_dir_all(&data);
     Ok(())
 }

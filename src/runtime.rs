@@ -81,7 +81,7 @@ impl Runtime {
                 found = Some(principal.clone());
             }
         }
-        found
+        found.or_else(|| self.config.anonymous_principal.clone())
     }
 
     pub(crate) fn register_session(&self, session: Arc<SessionState>) {

@@ -230,19 +230,7 @@ impl Sandbox {
         spec: JobSpec,
         sink: Arc<dyn JobSink>,
     ) -> RunOutcome {
-        let state = host::JobState::new(
-            sink,
-            JobLimiter::new(spec.memory_bytes),
-            self.config.max_result_bytes,
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        // Yield to the executor at every epoch tick: that is where cancellation and
-        // timeouts (which drop this future) take effect for a guest that never calls
-        // the host.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
-
+        let mut store = self.new_store(sink, spec.memory_bytes);
         let instance = match agent.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
             Err(e) => {
@@ -264,6 +252,38 @@ impl Sandbox {
                 None => trap_message(&e),
             }),
         }
+    }
+}
+
+impl Sandbox {
+    /// A fresh store for one job: its limiter, WASI context and epoch deadline.
+    fn new_store(&self, sink: Arc<dyn JobSink>, memory_bytes: u64) -> Store<host::JobState> {
+        let state = host::JobState::new(
+            sink,
+            JobLimiter::new(memory_bytes),
+            self.config.max_result_bytes,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Yield to the executor at every epoch tick: that is where cancellation and
+        // timeouts (which drop this future) take effect for a guest that never calls
+        // the host.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        store
+    }
+
+    /// Creates a job's store and instantiates `agent` in it without calling `run`:
+    /// the per-job set-up cost, for benchmarks. Returns the time it took.
+    pub async fn instantiate_only(
+        &self,
+        agent: &PreparedAgent,
+        sink: Arc<dyn JobSink>,
+    ) -> anyhow::Result<Duration> {
+        let started = std::time::Instant::now();
+        let mut store = self.new_store(sink, self.config.job_memory_bytes);
+        agent.pre.instantiate_async(&mut store).await?;
+        Ok(started.elapsed())
     }
 }
 

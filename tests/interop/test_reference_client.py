@@ -11,7 +11,8 @@ import json
 import arcp
 import pytest
 import websockets
-from arcp import ARCPClient, ClientInfo, WebSocketTransport
+from arcp import ClientInfo, WebSocketTransport
+from arcp.client import ARCPClient
 
 from conftest import TOKEN
 
@@ -43,7 +44,7 @@ async def test_handshake_lists_every_agent_with_versions_and_defaults(host):
     assert welcome.resume_token
     assert welcome.runtime.name == "arcp-host"
     agents = {a.name: a for a in welcome.capabilities.agents}
-    assert agents["echo"].versions == ["1.0.0", "2.0.0"]
+    assert list(agents["echo"].versions) == ["1.0.0", "2.0.0"]
     assert agents["echo"].default == "2.0.0"
     for name in ("ticker", "streamer", "sleeper", "spinner"):
         assert name in agents

@@ -1,0 +1,271 @@
+//! Benchmarks behind `arcp-host bench`: what it costs to load, instantiate and run a
+//! plugin, and what a client sees over loopback WebSocket.
+//!
+//! A load generator and measurement code only; it drives the runtime through its
+//! public API or over the wire, as a client would, and changes nothing in it.
+
+use crate::runtime::Runtime;
+use crate::sandbox::{JobSink, Sandbox};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Latency percentiles of a sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Percentiles {
+    /// Samples taken.
+    pub n: usize,
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest sample.
+    pub max: Duration,
+}
+
+impl Percentiles {
+    /// Percentiles of `samples` (which it sorts).
+    pub fn of(samples: &mut [Duration]) -> Percentiles {
+        samples.sort();
+        let at = |q: f64| {
+            samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
+        };
+        Percentiles {
+            n: samples.len(),
+            p50: at(0.50),
+            p99: at(0.99),
+            max: samples[samples.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        write!(
+            f,
+            "n={} p50={:.3} ms p99={:.3} ms max={:.3} ms",
+            self.n,
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.max)
+        )
+    }
+}
+
+struct Discard;
+
+impl JobSink for Discard {
+    fn emit(&self, _kind: &str, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
+}
+
+/// Cold compile vs cached load vs per-job instantiation, for every plugin in `dir`.
+pub async fn plugins(
+    sandbox: Arc<Sandbox>,
+    dir: &Path,
+    instantiations: usize,
+) -> anyhow::Result<()> {
+    let cache = tempfile_dir()?;
+    println!(
+        "{:<24} {:>12} {:>12} {:>14} {:>14}",
+        "plugin", "compile ms", "cached ms", "inst p50 µs", "inst p99 µs"
+    );
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    files.sort();
+    for path in files {
+        let bytes = std::fs::read(&path)?;
+        let t = Instant::now();
+        let (component, cached) = sandbox.load_component(&bytes, Some(&cache))?;
+        let compile = t.elapsed();
+        anyhow::ensure!(!cached, "the first load must compile");
+        let t = Instant::now();
+        let (_, cached) = sandbox.load_component(&bytes, Some(&cache))?;
+        let cached_load = t.elapsed();
+        anyhow::ensure!(cached, "the second load must come from the cache");
+        let agent = sandbox.prepare(&component)?;
+        let mut samples = Vec::with_capacity(instantiations);
+        for _ in 0..instantiations {
+            samples.push(sandbox.instantiate_only(&agent, Arc::new(Discard)).await?);
+        }
+        let p = Percentiles::of(&mut samples);
+        println!(
+            "{:<24} {:>12.1} {:>12.2} {:>14.1} {:>14.1}",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default(),
+            compile.as_secs_f64() * 1e3,
+            cached_load.as_secs_f64() * 1e3,
+            p.p50.as_secs_f64() * 1e6,
+            p.p99.as_secs_f64() * 1e6
+        );
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+    Ok(())
+}
+
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("arcp-bench-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A minimal ARCP client for load generation.
+pub struct BenchClient {
+    ws: Ws,
+    session_id: String,
+}
+
+impl BenchClient {
+    /// Connects and completes the handshake.
+    pub async fn connect(url: &str, token: &str) -> anyhow::Result<BenchClient> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let hello = json!({"arcp": "1.1", "id": crate::protocol::ids::envelope_id(), "type": "session.hello",
+            "payload": {"client": {"name": "arcp-host bench", "version": env!("CARGO_PKG_VERSION")},
+                        "auth": {"scheme": "bearer", "token": token},
+                        "capabilities": {"encodings": ["json"], "features": ["progress", "result_chunk", "agent_versions"]}}});
+        ws.send(Message::text(hello.to_string())).await?;
+        let welcome = next(&mut ws).await?;
+        anyhow::ensure!(
+            welcome["type"] == "session.welcome",
+            "handshake refused: {welcome}"
+        );
+        let session_id = welcome["payload"]["session_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(BenchClient { ws, session_id })
+    }
+
+    async fn send(
+        &mut self,
+        kind: &str,
+        payload: Value,
+        job_id: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let mut env = json!({"arcp": "1.1", "id": crate::protocol::ids::envelope_id(), "type": kind,
+            "session_id": self.session_id, "payload": payload});
+        if let Some(j) = job_id {
+            env["job_id"] = j.into();
+        }
+        self.ws.send(Message::text(env.to_string())).await?;
+        Ok(())
+    }
+
+    /// Submits and waits for `job.accepted`; returns the job id.
+    pub async fn submit(&mut self, payload: Value) -> anyhow::Result<String> {
+        self.send("job.submit", payload, None).await?;
+        loop {
+            let f = next(&mut self.ws).await?;
+            match f["type"].as_str() {
+                Some("job.accepted") => {
+                    return Ok(f["payload"]["job_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned());
+                }
+                Some("session.error") => anyhow::bail!("submit refused: {f}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits for the next terminal message.
+    pub async fn terminal(&mut self) -> anyhow::Result<Value> {
+        loop {
+            let f = next(&mut self.ws).await?;
+            if f["type"] == "job.result" || f["type"] == "job.error" {
+                return Ok(f);
+            }
+        }
+    }
+
+    /// Sends `job.cancel`.
+    pub async fn cancel(&mut self, job_id: &str) -> anyhow::Result<()> {
+        self.send("job.cancel", json!({"reason": "bench"}), Some(job_id))
+            .await
+    }
+}
+
+async fn next(ws: &mut Ws) -> anyhow::Result<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await? {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str())?),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("connection closed"),
+        }
+    }
+}
+
+/// Sequential echo round trips: submit → terminal, one at a time.
+pub async fn round_trips(url: &str, token: &str, n: usize) -> anyhow::Result<Percentiles> {
+    let mut c = BenchClient::connect(url, token).await?;
+    for _ in 0..n.min(50) {
+        c.submit(json!({"agent": "echo", "input": {"warm": true}}))
+            .await?;
+        c.terminal().await?;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        c.submit(json!({"agent": "echo", "input": {"i": i}}))
+            .await?;
+        let done = c.terminal().await?;
+        samples.push(t.elapsed());
+        anyhow::ensure!(done["type"] == "job.result", "echo failed: {done}");
+    }
+    Ok(Percentiles::of(&mut samples))
+}
+
+/// Spinner cancel latency: from sending `job.cancel` to the terminal message.
+pub async fn cancel_latency(url: &str, token: &str, n: usize) -> anyhow::Result<Percentiles> {
+    let mut c = BenchClient::connect(url, token).await?;
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let job = c
+            .submit(json!({"agent": "spinner", "max_runtime_sec": 60}))
+            .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let t = Instant::now();
+        c.cancel(&job).await?;
+        let done = c.terminal().await?;
+        samples.push(t.elapsed());
+        anyhow::ensure!(
+            done["payload"]["final_status"] == "cancelled",
+            "spinner not cancelled: {done}"
+        );
+    }
+    Ok(Percentiles::of(&mut samples))
+}
+
+/// Starts a runtime on a loopback port in this process; returns its URL.
+pub async fn serve_in_process(runtime: Arc<Runtime>) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("ws://{}/arcp", listener.local_addr()?);
+    let settings = crate::transport::websocket::WsSettings {
+        max_inbound_frame: runtime.config.limits.max_inbound_frame_kib * 1024,
+        outbound_queue: runtime.config.limits.outbound_queue,
+    };
+    tokio::spawn(crate::transport::websocket::serve(
+        listener,
+        settings,
+        move |conn| {
+            tokio::spawn(crate::session::serve(runtime.clone(), conn));
+        },
+    ));
+    Ok(url)
+}
