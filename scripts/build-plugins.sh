@@ -37,3 +37,9 @@ for agent in ticker streamer sleeper spinner; do
   build -p "$agent"
   emit "$agent" 1.0.0
 done
+
+# Test plugins: never bundled, used by tests/ only.
+mkdir -p "$root/tests/plugins"
+build -p hostile
+cp "target/$target/release/hostile.wasm" "$root/tests/plugins/hostile@1.0.0.wasm"
+printf '%-24s %8d bytes (tests/plugins)\n' "hostile@1.0.0.wasm" "$(stat -c %s "$root/tests/plugins/hostile@1.0.0.wasm")"
