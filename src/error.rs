@@ -155,23 +155,6 @@ impl ArcpError {
     pub fn internal(message: impl Into<String>) -> Self {
         ArcpError::new(ErrorCode::InternalError, message)
     }
-
-    /// The error as an ARCP error payload object (`code`, `message`, `retryable`,
-    /// `details`).
-    pub fn to_payload(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("code".into(), self.code.as_str().into());
-        m.insert("message".into(), self.message.clone().into());
-        m.insert("retryable".into(), self.retryable.into());
-        m.insert(
-            "details".into(),
-            self.details
-                .clone()
-                .map(Value::Object)
-                .unwrap_or(Value::Null),
-        );
-        m
-    }
 }
 
 #[cfg(test)]

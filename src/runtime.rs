@@ -90,6 +90,34 @@ impl Runtime {
         }
     }
 
+    /// Forgets sessions that have had no connection for longer than the resume
+    /// window; their jobs (and job records) are not touched. Returns how many went.
+    pub fn sweep_sessions(&self) -> usize {
+        let window = Duration::from_secs(self.config.resume_window_sec);
+        let Ok(mut m) = self.sessions.lock() else {
+            return 0;
+        };
+        let before = m.len();
+        m.retain(|_, s| !s.expired(window));
+        before - m.len()
+    }
+
+    /// Runs [`Self::sweep_sessions`] every minute for as long as the runtime lives.
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(rt) = weak.upgrade() else { return };
+                let gone = rt.sweep_sessions();
+                if gone > 0 {
+                    tracing::info!(sessions = gone, "expired sessions forgotten");
+                }
+            }
+        });
+    }
+
     pub(crate) fn session(&self, id: &str) -> Option<Arc<SessionState>> {
         self.sessions.lock().ok().and_then(|m| m.get(id).cloned())
     }

@@ -477,3 +477,39 @@ async fn a_large_inline_result_is_streamed_so_no_frame_passes_one_mebibyte() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["echoed"].as_str().unwrap().len(), 1_000_000);
 }
+
+#[tokio::test]
+async fn a_silent_peer_is_dropped_as_heartbeat_lost_and_its_job_goes_on() {
+    let host = Host::start(&bundled_plugins(), &["--heartbeat-interval", "1"]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let token = c.welcome["payload"]["resume_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sid = c.session_id.clone();
+    c.submit(json!({"agent": "ticker", "input": {"count": 4, "interval_ms": 1000}}))
+        .await;
+    // Read but never answer pings: after two silent intervals the runtime gives up.
+    let mut lost = None;
+    while let Some(f) = common::next_frame(&mut c.ws).await {
+        if f["type"] == "session.ping" {
+            assert!(f["payload"]["nonce"].is_string() && f["payload"]["sent_at"].is_string());
+        }
+        if f["type"] == "session.error" {
+            lost = Some(f);
+        }
+    }
+    let lost = lost.expect("a session.error before the close");
+    assert_eq!(lost["payload"]["code"], "HEARTBEAT_LOST");
+    // The job was not terminated: resuming shows it finishing.
+    let mut r = Client::connect_with(
+        &host.url,
+        TOKEN,
+        json!([]),
+        Some(json!({"session_id": sid, "resume_token": token, "last_event_seq": 0})),
+    )
+    .await;
+    assert_eq!(r.welcome["type"], "session.welcome", "{}", r.welcome);
+    let last = r.until_terminal().await.pop().unwrap();
+    assert_eq!(last["payload"]["result"], json!({"ticks": 4}));
+}

@@ -14,8 +14,8 @@ use crate::error::{ArcpError, ErrorCode};
 use crate::lease::{self, Lease};
 use crate::plugins::{Plugin, Registry};
 use crate::protocol::{
-    AcceptedPayload, CancelPayload, Envelope, EventPayload, JobListEntry, ListJobsPayload,
-    Outbound, SubmitPayload, ids, now_rfc3339,
+    AcceptedPayload, CancelPayload, CancelledPayload, Envelope, EventPayload, JobListEntry,
+    ListJobsPayload, Outbound, SubmitPayload, ids, now_rfc3339,
 };
 use crate::sandbox::{JobInfo, JobSink, JobSpec, Sandbox};
 use crate::session::Outbox;
@@ -27,6 +27,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 /// Job states as the wire names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +127,6 @@ impl Job {
             status: self.status().as_str().into(),
             submitted_at: self.accepted.accepted_at.clone(),
             accepted: serde_json::to_string(&self.accepted).unwrap_or_default(),
-            terminal: None,
         }
     }
 
@@ -202,6 +202,12 @@ impl JobManager {
         }
     }
 
+    fn register(&self, job: &Arc<Job>) {
+        if let Ok(mut m) = self.jobs.lock() {
+            m.insert(job.id.clone(), job.clone());
+        }
+    }
+
     /// A job by id, whoever owns it.
     pub fn get(&self, job_id: &str) -> Option<Arc<Job>> {
         self.jobs.lock().ok().and_then(|m| m.get(job_id).cloned())
@@ -263,35 +269,6 @@ impl JobManager {
             max_runtime_sec: req.max_runtime_sec,
         };
         let job_id = ids::prefixed("job");
-        if let Some(key) = &req.idempotency_key {
-            // Decide under the lock, act after it: a concurrent submit with the same
-            // key sees the slot taken and replays instead of starting a second job.
-            let replay_of = {
-                let mut map = self
-                    .idempotency
-                    .lock()
-                    .map_err(|_| ArcpError::internal("idempotency table unavailable"))?;
-                let slot = (principal.to_owned(), key.clone());
-                match map.get(&slot) {
-                    Some((existing, existing_job)) if *existing != fingerprint => {
-                        return Err(ArcpError::new(
-                            ErrorCode::DuplicateKey,
-                            format!("idempotency_key {key:?} was used for job {existing_job} with other parameters"),
-                        )
-                        .with_detail("job_id", existing_job.as_str()));
-                    }
-                    Some((_, existing_job)) => Some(existing_job.clone()),
-                    None => {
-                        map.insert(slot, (fingerprint, job_id.clone()));
-                        None
-                    }
-                }
-            };
-            if let Some(existing_job) = replay_of {
-                return self.replay_accepted(&existing_job, outbox, env).await;
-            }
-        }
-
         let budgets = lease.budgets();
         let accepted = AcceptedPayload {
             job_id: job_id.clone(),
@@ -320,8 +297,39 @@ impl JobManager {
             last_event_seq: Mutex::new(None),
             cancel,
         });
-        if let Ok(mut m) = self.jobs.lock() {
-            m.insert(job_id.clone(), job.clone());
+        // Register the job and claim its idempotency key under one lock: a concurrent
+        // submit with the same key then finds the job and replays instead of starting
+        // a second one.
+        let replay_of = match &req.idempotency_key {
+            None => {
+                self.register(&job);
+                None
+            }
+            Some(key) => {
+                let mut map = self
+                    .idempotency
+                    .lock()
+                    .map_err(|_| ArcpError::internal("idempotency table unavailable"))?;
+                let slot = (principal.to_owned(), key.clone());
+                match map.get(&slot) {
+                    Some((existing, existing_job)) if *existing != fingerprint => {
+                        return Err(ArcpError::new(
+                            ErrorCode::DuplicateKey,
+                            format!("idempotency_key {key:?} was used for job {existing_job} with other parameters"),
+                        )
+                        .with_detail("job_id", existing_job.as_str()));
+                    }
+                    Some((_, existing_job)) => Some(existing_job.clone()),
+                    None => {
+                        map.insert(slot, (fingerprint, job_id.clone()));
+                        self.register(&job);
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(existing_job) = replay_of {
+            return self.replay_accepted(&existing_job, outbox, env).await;
         }
         self.store.put_job(job.record());
         let msg = Outbound::new("job.accepted", &accepted)
@@ -352,11 +360,13 @@ impl JobManager {
             let left = (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::time::Instant::now() + left
         });
-        tokio::spawn(async move {
+        // Every log line of the job carries its id and the ARCP trace id.
+        let span = tracing::info_span!("job", job_id = %job.id, agent = %job.agent, trace_id = %job.trace_id);
+        tokio::spawn(
             manager
                 .drive(job, plugin, spec, cancel_rx, max_runtime, lease_deadline)
-                .await;
-        });
+                .instrument(span),
+        );
         Ok(())
     }
 
@@ -406,9 +416,6 @@ impl JobManager {
         lease_deadline: Option<tokio::time::Instant>,
     ) {
         job.set_status(JobStatus::Running);
-        let span = tracing::info_span!("job", job_id = %job.id, agent = %job.agent, trace_id = %job.trace_id);
-        let _enter = span.enter();
-        drop(_enter);
         let sink: Arc<dyn JobSink> = Arc::new(EventRoute(job.clone()));
         let ending = {
             let run = self.sandbox.run(&plugin.agent, spec, sink);
@@ -429,9 +436,7 @@ impl JobManager {
         };
         let status = terminal::finish(&job, ending).await;
         job.set_status(status);
-        let mut record = job.record();
-        record.terminal = Some(status.as_str().into());
-        self.store.put_job(record);
+        self.store.put_job(job.record());
         tracing::info!(job_id = %job.id, status = status.as_str(), "job ended");
     }
 
@@ -465,7 +470,10 @@ impl JobManager {
         if job.cancel.send_replace(true) {
             return Ok(()); // Already cancelling.
         }
-        let ack = serde_json::json!({"job_id": job_id, "reason": req.reason});
+        let ack = CancelledPayload {
+            job_id: job_id.clone(),
+            reason: req.reason,
+        };
         outbox
             .send(
                 Outbound::new("job.cancelled", ack)

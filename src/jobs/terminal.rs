@@ -6,7 +6,7 @@
 
 use super::{Job, JobStatus};
 use crate::error::{ArcpError, ErrorCode};
-use crate::protocol::{MAX_OUTBOUND_FRAME, ResultPayload, ids, now_rfc3339};
+use crate::protocol::{ErrorPayload, MAX_OUTBOUND_FRAME, ResultPayload, ids, now_rfc3339};
 use crate::sandbox::{Failure, RunOutcome, StreamSummary};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -90,13 +90,7 @@ fn result(final_status: &'static str, value: Option<Value>) -> ResultPayload {
 }
 
 async fn error(job: &Job, err: ArcpError) -> JobStatus {
-    let mut payload = err.to_payload();
-    payload.insert("final_status".into(), "error".into());
-    payload.insert("completed_at".into(), now_rfc3339().into());
-    if payload.get("details") == Some(&Value::Null) {
-        payload.remove("details");
-    }
-    job.send("job.error", Value::Object(payload)).await;
+    job.send("job.error", ErrorPayload::job(&err)).await;
     JobStatus::Error
 }
 

@@ -327,3 +327,97 @@ pub struct JobsPayload {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
+
+/// `job.subscribe` (spec §7.6).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubscribePayload {
+    /// The job to attach to.
+    pub job_id: String,
+    /// Whether to replay buffered history first.
+    #[serde(default)]
+    pub history: bool,
+    /// Replay strictly after this seq.
+    #[serde(default)]
+    pub from_event_seq: Option<u64>,
+}
+
+/// `job.unsubscribe` (spec §7.6).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UnsubscribePayload {
+    /// The job to detach from.
+    pub job_id: String,
+}
+
+/// `job.subscribed` (spec §7.6, with the fields the reference client requires).
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscribedPayload {
+    /// The `job.subscribe` envelope id.
+    pub request_id: String,
+    /// The job.
+    pub job_id: String,
+    /// Its status now.
+    pub current_status: String,
+    /// `name@version`.
+    pub agent: String,
+    /// Its effective lease.
+    pub lease: Map<String, Value>,
+    /// Its trace id.
+    pub trace_id: String,
+    /// The subscriber's seq at which live delivery starts.
+    pub subscribed_from: u64,
+    /// How many envelopes were replayed.
+    pub replayed: u64,
+}
+
+/// `session.error` and `job.error` payloads (spec §12).
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorPayload {
+    /// One of the 15 spec codes.
+    pub code: crate::error::ErrorCode,
+    /// Never empty.
+    pub message: String,
+    /// Whether a retry may succeed.
+    pub retryable: bool,
+    /// Structured details.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Map<String, Value>>,
+    /// `"error"` on `job.error` (the only value the reference client accepts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_status: Option<&'static str>,
+    /// When the job ended, on `job.error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+}
+
+impl ErrorPayload {
+    /// A `session.error` payload.
+    pub fn session(err: &crate::error::ArcpError) -> ErrorPayload {
+        ErrorPayload {
+            code: err.code,
+            message: err.message.clone(),
+            retryable: err.retryable,
+            details: err.details.clone(),
+            final_status: None,
+            completed_at: None,
+        }
+    }
+
+    /// A `job.error` payload, ended now.
+    pub fn job(err: &crate::error::ArcpError) -> ErrorPayload {
+        ErrorPayload {
+            final_status: Some("error"),
+            completed_at: Some(super::now_rfc3339()),
+            ..ErrorPayload::session(err)
+        }
+    }
+}
+
+/// `job.cancelled`: the acknowledgement of a cancel (spec §7.4).
+#[derive(Debug, Clone, Serialize)]
+pub struct CancelledPayload {
+    /// The job being cancelled.
+    pub job_id: String,
+    /// The client's reason, if it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

@@ -13,8 +13,9 @@ pub use outbox::Outbox;
 
 use crate::error::{ArcpError, ErrorCode};
 use crate::protocol::{
-    AckPayload, ByePayload, Envelope, HelloPayload, JobsPayload, ListJobsPayload, Outbound,
-    PingPayload, PongPayload, RuntimeInfo, WelcomeCapabilities, WelcomePayload, ids, now_rfc3339,
+    AckPayload, ByePayload, Envelope, ErrorPayload, HelloPayload, JobsPayload, ListJobsPayload,
+    Outbound, PingPayload, PongPayload, RuntimeInfo, WelcomeCapabilities, WelcomePayload, ids,
+    now_rfc3339,
 };
 use crate::runtime::{RUNTIME_NAME, Runtime};
 use crate::transport::{Connection, FrameIn, FrameOut};
@@ -62,6 +63,14 @@ impl SessionState {
         self.acked.load(Ordering::Acquire)
     }
 
+    /// Whether the session has been without a connection for longer than `window`.
+    pub fn expired(&self, window: Duration) -> bool {
+        self.detached_at
+            .lock()
+            .map(|d| d.is_some_and(|at| at.elapsed() > window))
+            .unwrap_or(false)
+    }
+
     fn rotate_token(&self) -> String {
         let token = ids::prefixed("rtk");
         if let Ok(mut t) = self.resume_token.lock() {
@@ -96,7 +105,7 @@ fn error_msg(err: &ArcpError, request_id: Option<&str>) -> Outbound {
     if let Some(id) = request_id {
         err = err.with_detail("request_id", id);
     }
-    Outbound::new("session.error", err.to_payload())
+    Outbound::new("session.error", ErrorPayload::session(&err))
 }
 
 /// Waits for `session.hello`, authenticates, and answers `session.welcome` (new or
@@ -282,10 +291,7 @@ fn check_resume(
             "resume token is not valid for this principal",
         ));
     }
-    let window = Duration::from_secs(rt.config.resume_window_sec);
-    if let Ok(d) = session.detached_at.lock()
-        && d.is_some_and(|at| at.elapsed() > window)
-    {
+    if session.expired(Duration::from_secs(rt.config.resume_window_sec)) {
         return Err(expired());
     }
     if resume.last_event_seq > session.outbox.last_seq() {

@@ -42,8 +42,6 @@ pub struct JobRecord {
     pub submitted_at: String,
     /// The `job.accepted` payload, as JSON text.
     pub accepted: String,
-    /// The terminal envelope's text, once there is one.
-    pub terminal: Option<String>,
 }
 
 /// Errors from a store.
@@ -85,7 +83,6 @@ pub(crate) mod conformance {
             status: status.into(),
             submitted_at: "2026-01-01T00:00:00Z".into(),
             accepted: "{}".into(),
-            terminal: None,
         }
     }
 
@@ -112,8 +109,7 @@ pub(crate) mod conformance {
 
     pub fn a_job_record_is_replaced_by_its_latest_version(store: &dyn Store) {
         store.put_job(job("job_1", "running"));
-        let mut done = job("job_1", "success");
-        done.terminal = Some("{\"type\":\"job.result\"}".into());
+        let done = job("job_1", "success");
         store.put_job(done.clone());
         store.flush().unwrap();
         assert_eq!(store.job("job_1").unwrap(), Some(done));

@@ -41,8 +41,7 @@ const SCHEMA: &str = "
         agent        TEXT NOT NULL,
         status       TEXT NOT NULL,
         submitted_at TEXT NOT NULL,
-        accepted     TEXT NOT NULL,
-        terminal     TEXT
+        accepted     TEXT NOT NULL
     );
 ";
 
@@ -101,8 +100,8 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Write>) {
                     "INSERT OR REPLACE INTO events (session_id, seq, job_id, frame) VALUES (?1, ?2, ?3, ?4)",
                 )?;
                 let mut job = txn.prepare_cached(
-                    "INSERT OR REPLACE INTO jobs (job_id, principal, session_id, agent, status, submitted_at, accepted, terminal)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR REPLACE INTO jobs (job_id, principal, session_id, agent, status, submitted_at, accepted)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 for w in batch.drain(..) {
                     match w {
@@ -117,8 +116,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Write>) {
                                 j.agent,
                                 j.status,
                                 j.submitted_at,
-                                j.accepted,
-                                j.terminal
+                                j.accepted
                             ])?;
                         }
                         Write::Flush(w) => waiters.push(w),
@@ -170,7 +168,7 @@ impl Store for SqliteStore {
             .lock()
             .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
         let mut stmt = conn.prepare_cached(
-            "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted, terminal FROM jobs WHERE job_id = ?1",
+            "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted FROM jobs WHERE job_id = ?1",
         )?;
         Ok(stmt
             .query_row(params![job_id], |r| {
@@ -182,7 +180,6 @@ impl Store for SqliteStore {
                     status: r.get(4)?,
                     submitted_at: r.get(5)?,
                     accepted: r.get(6)?,
-                    terminal: r.get(7)?,
                 })
             })
             .optional()?)
