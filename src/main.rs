@@ -349,28 +349,32 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     use arcp_host::bench;
+    if let Some(url) = &args.url {
+        // Another runtime (e.g. the reference Python one): only what any ARCP runtime
+        // with an `echo` agent can answer.
+        println!("## echo submit→result round trip over loopback WebSocket ({url})");
+        println!(
+            "{}",
+            bench::round_trips(url, &args.bench_token, args.round_trips).await?
+        );
+        return Ok(());
+    }
     let mut cfg = load_config(&args.common)?;
     let token = format!("bench-{}", uuid::Uuid::now_v7().simple());
     cfg.tokens.insert(token.clone(), "bench".into());
     let plugins_dir = cfg.plugins.clone();
     let data =
         std::env::temp_dir().join(format!("arcp-bench-data-{}", uuid::Uuid::now_v7().simple()));
-    if !cfg.in_memory {
-        cfg.data = data.clone();
-    }
+    cfg.data = data.clone();
     let store = if cfg.in_memory { "in-memory" } else { "sqlite" };
     let runtime = start(cfg).await?;
     println!(
-        "# arcp-host bench — {} store, pooling allocator: {}",
-        store,
+        "# arcp-host bench: {store} store, pooling allocator: {}",
         runtime.sandbox.is_pooling()
     );
     println!("\n## plugin load and instantiation");
     bench::plugins(runtime.sandbox.clone(), &plugins_dir, args.instantiations).await?;
-    let (url, token) = match &args.url {
-        Some(u) => (u.clone(), args.bench_token.clone()),
-        None => (bench::serve_in_process(runtime.clone()).await?, token),
-    };
+    let url = bench::serve_in_process(runtime.clone()).await?;
     println!("\n## echo submit→result round trip over loopback WebSocket ({url})");
     println!(
         "{}",
@@ -381,6 +385,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         "{}",
         bench::cancel_latency(&url, &token, args.cancels).await?
     );
+    runtime.store.flush().ok();
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
 }

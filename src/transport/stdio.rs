@@ -39,18 +39,25 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
     });
 
     tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
-        while let Some(out) = out_rx.recv().await {
-            match out {
-                FrameOut::Frame(mut text) => {
-                    text.push('\n');
-                    if stdout.write_all(text.as_bytes()).await.is_err()
-                        || stdout.flush().await.is_err()
-                    {
-                        break;
-                    }
+        // Buffered, flushed whenever the queue runs dry: bursts of events cost one
+        // write, a lone frame is still sent at once.
+        let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
+        while let Some(first) = out_rx.recv().await {
+            let mut next = Some(first);
+            while let Some(out) = next.take() {
+                let FrameOut::Frame(text) = out else {
+                    let _ = stdout.flush().await;
+                    return;
+                };
+                if stdout.write_all(text.as_bytes()).await.is_err()
+                    || stdout.write_all(b"\n").await.is_err()
+                {
+                    return;
                 }
-                FrameOut::Close(_, _) => break,
+                next = out_rx.try_recv().ok();
+            }
+            if stdout.flush().await.is_err() {
+                return;
             }
         }
     });

@@ -111,21 +111,31 @@ async fn accept(
         }
     });
 
-    // Writer: frames out until the session drops its sender or asks to close.
+    // Writer: frames out until the session drops its sender or asks to close. Frames
+    // already queued are written together and flushed once: one syscall for a burst
+    // of events instead of one per frame.
     tokio::spawn(async move {
-        while let Some(out) = out_rx.recv().await {
-            let res = match out {
-                FrameOut::Frame(text) => sink.send(Message::text(text)).await,
-                FrameOut::Close(code, reason) => {
-                    let frame = CloseFrame {
-                        code: CloseCode::from(code),
-                        reason: reason.into(),
-                    };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    break;
+        'conn: while let Some(first) = out_rx.recv().await {
+            let mut next = Some(first);
+            while let Some(out) = next.take() {
+                match out {
+                    FrameOut::Frame(text) => {
+                        if sink.feed(Message::text(text)).await.is_err() {
+                            break 'conn;
+                        }
+                    }
+                    FrameOut::Close(code, reason) => {
+                        let frame = CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: reason.into(),
+                        };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        break 'conn;
+                    }
                 }
-            };
-            if res.is_err() {
+                next = out_rx.try_recv().ok();
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }
