@@ -22,6 +22,9 @@ pub struct Config {
     pub in_memory: bool,
     /// `[tokens]`: bearer token → principal.
     pub tokens: BTreeMap<String, String>,
+    /// `observers`: principals that may list and subscribe to every principal's jobs
+    /// (never cancel them). Default: none; each principal sees its own jobs only.
+    pub observers: Vec<String>,
     /// `heartbeat_interval_sec`: how often the runtime pings (default 30).
     pub heartbeat_interval_sec: u64,
     /// `resume_window_sec`: advertised resume window (default 600).
@@ -68,6 +71,7 @@ impl Default for Config {
             data: PathBuf::from("data"),
             in_memory: false,
             tokens: BTreeMap::new(),
+            observers: Vec::new(),
             heartbeat_interval_sec: 30,
             resume_window_sec: 600,
             limits: Limits::default(),

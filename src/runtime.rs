@@ -98,7 +98,13 @@ impl Runtime {
             return 0;
         };
         let before = m.len();
-        m.retain(|_, s| !s.expired(window));
+        m.retain(|_, s| {
+            let keep = !s.expired(window);
+            if !keep {
+                s.outbox.retire();
+            }
+            keep
+        });
         before - m.len()
     }
 

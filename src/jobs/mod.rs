@@ -15,7 +15,8 @@ use crate::lease::{self, Lease};
 use crate::plugins::{Plugin, Registry};
 use crate::protocol::{
     AcceptedPayload, CancelPayload, CancelledPayload, Envelope, EventPayload, JobListEntry,
-    ListJobsPayload, Outbound, SubmitPayload, ids, now_rfc3339,
+    ListJobsPayload, Outbound, SubmitPayload, SubscribePayload, SubscribedPayload,
+    UnsubscribePayload, ids, now_rfc3339,
 };
 use crate::sandbox::{JobInfo, JobSink, JobSpec, Sandbox};
 use crate::session::Outbox;
@@ -83,6 +84,8 @@ pub struct Job {
     pub outbox: Arc<Outbox>,
     status: Mutex<JobStatus>,
     last_event_seq: Mutex<Option<u64>>,
+    /// Outboxes of sessions subscribed to this job (spec §7.6).
+    subscribers: tokio::sync::Mutex<Vec<Arc<Outbox>>>,
     cancel: watch::Sender<bool>,
 }
 
@@ -131,11 +134,21 @@ impl Job {
     }
 
     /// Sends one sequenced message of this job through its session.
+    ///
+    /// The subscriber list is locked for the whole send, so a subscription taken at
+    /// the same moment sees each event exactly once: in its history or live.
     async fn send(&self, kind: &'static str, payload: impl serde::Serialize) -> u64 {
         let msg = Outbound::new(kind, payload)
             .job(&self.id)
             .trace(Some(&self.trace_id));
+        let mut subscribers = self.subscribers.lock().await;
+        subscribers.retain(|s| !s.is_retired());
+        for sub in subscribers.iter() {
+            // Each subscriber gets its own copy, numbered in its own session's space.
+            sub.send(msg.copy()).await;
+        }
         let seq = self.outbox.send(msg).await;
+        drop(subscribers);
         if seq > 0 {
             self.note_seq(seq);
         }
@@ -294,6 +307,7 @@ impl JobManager {
             accepted: accepted.clone(),
             outbox: outbox.clone(),
             status: Mutex::new(JobStatus::Pending),
+            subscribers: tokio::sync::Mutex::new(Vec::new()),
             last_event_seq: Mutex::new(None),
             cancel,
         });
@@ -484,6 +498,116 @@ impl JobManager {
         Ok(())
     }
 
+    /// Whether `principal` may observe `job` (list, subscribe): its own jobs, and
+    /// every job for an observer principal named in the configuration.
+    fn may_observe(&self, principal: &str, job: &Job) -> bool {
+        job.principal == principal || self.config.observers.iter().any(|o| o == principal)
+    }
+
+    /// Handles `job.subscribe` (spec §7.6): `job.subscribed` first (the reference
+    /// client registers its handle only then), then the history after
+    /// `from_event_seq` (the submitter's numbering) if asked for, then live events,
+    /// all renumbered into the subscriber's own `event_seq` space.
+    pub async fn subscribe(
+        &self,
+        principal: &str,
+        outbox: &Arc<Outbox>,
+        env: &Envelope,
+    ) -> Result<(), ArcpError> {
+        let req: SubscribePayload = env.payload_as()?;
+        let job = self
+            .get(&req.job_id)
+            .filter(|j| self.may_observe(principal, j));
+        tracing::info!(
+            target: "arcp::audit",
+            principal,
+            session_id = outbox.session_id(),
+            job_id = %req.job_id,
+            allowed = job.is_some(),
+            "subscribe decision"
+        );
+        let job = job.ok_or_else(|| {
+            ArcpError::new(
+                ErrorCode::JobNotFound,
+                format!("job {:?} not found", req.job_id),
+            )
+        })?;
+
+        let mut subscribers = job.subscribers.lock().await;
+        let history = if req.history {
+            let store = self.store.clone();
+            let (session_id, job_id, after) = (
+                job.outbox.session_id().to_owned(),
+                job.id.clone(),
+                req.from_event_seq.unwrap_or(0),
+            );
+            tokio::task::spawn_blocking(move || {
+                store.flush()?;
+                store.events_for_job(&session_id, &job_id, after)
+            })
+            .await
+            .map_err(|e| ArcpError::internal(format!("history read failed: {e}")))?
+            .map_err(|e| ArcpError::internal(format!("history read failed: {e}")))?
+        } else {
+            Vec::new()
+        };
+        let subscribed = SubscribedPayload {
+            request_id: env.id.clone(),
+            job_id: job.id.clone(),
+            current_status: job.status().as_str().into(),
+            agent: job.agent.clone(),
+            lease: job.accepted.lease.clone(),
+            lease_constraints: job.accepted.lease_constraints.clone(),
+            budget: job.accepted.budget.clone(),
+            parent_job_id: job.accepted.parent_job_id.clone(),
+            trace_id: job.trace_id.clone(),
+            subscribed_from: outbox.last_seq() + 1,
+            replayed: history.len() as u64,
+        };
+        outbox
+            .send(
+                Outbound::new("job.subscribed", subscribed)
+                    .job(&job.id)
+                    .trace(Some(&job.trace_id)),
+            )
+            .await;
+        for event in history {
+            if let Some(msg) = Outbound::from_stored(&event.frame) {
+                outbox.send(msg).await;
+            }
+        }
+        subscribers.retain(|s| s.session_id() != outbox.session_id());
+        if !job.status().is_terminal() {
+            subscribers.push(outbox.clone());
+        }
+        Ok(())
+    }
+
+    /// Handles `job.unsubscribe`. Unsubscribing from a job one is not subscribed to
+    /// is a no-op.
+    pub async fn unsubscribe(
+        &self,
+        principal: &str,
+        outbox: &Arc<Outbox>,
+        env: &Envelope,
+    ) -> Result<(), ArcpError> {
+        let req: UnsubscribePayload = env.payload_as()?;
+        let job = self
+            .get(&req.job_id)
+            .filter(|j| self.may_observe(principal, j))
+            .ok_or_else(|| {
+                ArcpError::new(
+                    ErrorCode::JobNotFound,
+                    format!("job {:?} not found", req.job_id),
+                )
+            })?;
+        job.subscribers
+            .lock()
+            .await
+            .retain(|s| s.session_id() != outbox.session_id());
+        Ok(())
+    }
+
     /// Handles `session.list_jobs` for `principal`: newest last, keyset-paged by job
     /// id (ULIDs sort by creation time), so a cursor survives its anchor job going.
     pub fn list(
@@ -509,7 +633,7 @@ impl JobManager {
             .lock()
             .map_err(|_| ArcpError::internal("job table unavailable"))?
             .values()
-            .filter(|j| j.principal == principal)
+            .filter(|j| self.may_observe(principal, j))
             .map(|j| (j.id.clone(), j.clone()))
             .collect();
         let mut page = Vec::new();

@@ -361,6 +361,15 @@ pub struct SubscribedPayload {
     pub agent: String,
     /// Its effective lease.
     pub lease: Map<String, Value>,
+    /// Its lease constraints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_constraints: Option<LeaseConstraints>,
+    /// Its budget counters as accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Map<String, Value>>,
+    /// Its parent job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_job_id: Option<String>,
     /// Its trace id.
     pub trace_id: String,
     /// The subscriber's seq at which live delivery starts.

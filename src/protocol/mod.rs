@@ -220,6 +220,44 @@ impl Outbound {
         self
     }
 
+    /// A copy with a fresh envelope id (for fan-out to another session).
+    pub fn copy(&self) -> Outbound {
+        Outbound {
+            id: ids::envelope_id(),
+            session_id: None,
+            event_seq: None,
+            ..self.clone()
+        }
+    }
+
+    /// Rebuilds a sequenced message from a stored frame, for replay into another
+    /// session: fresh envelope id, no session or seq (the sending outbox stamps
+    /// them). `None` for a frame that is not a sequenced job message.
+    pub fn from_stored(frame: &str) -> Option<Outbound> {
+        let mut v: Value = serde_json::from_str(frame).ok()?;
+        let kind = match v.get("type")?.as_str()? {
+            "job.event" => "job.event",
+            "job.result" => "job.result",
+            "job.error" => "job.error",
+            _ => return None,
+        };
+        let take = |v: &mut Value, k: &str| {
+            v.get_mut(k)
+                .map(Value::take)
+                .and_then(|x| x.as_str().map(str::to_owned))
+        };
+        Some(Outbound {
+            arcp: ARCP_VERSION,
+            id: ids::envelope_id(),
+            kind,
+            session_id: None,
+            trace_id: take(&mut v, "trace_id"),
+            job_id: take(&mut v, "job_id"),
+            event_seq: None,
+            payload: v.get_mut("payload").map(Value::take).unwrap_or_default(),
+        })
+    }
+
     /// Whether this message takes an `event_seq` (spec §8.3; the reference sequences
     /// exactly these three types).
     pub fn is_sequenced(&self) -> bool {

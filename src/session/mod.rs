@@ -29,6 +29,7 @@ pub const RUNTIME_FEATURES: &[&str] = &[
     "heartbeat",
     "ack",
     "list_jobs",
+    "subscribe",
     "lease_expires_at",
     "progress",
     "result_chunk",
@@ -401,8 +402,18 @@ async fn dispatch(rt: &Arc<Runtime>, session: &Arc<SessionState>, env: Envelope)
         "session.hello" => Err(ArcpError::invalid(
             "session already established; session.hello is only valid first",
         )),
-        "job.subscribe" | "job.unsubscribe" => {
+        "job.subscribe" | "job.unsubscribe" if !session.has("subscribe") => {
             Err(ArcpError::invalid("feature \"subscribe\" not negotiated"))
+        }
+        "job.subscribe" => {
+            rt.jobs
+                .subscribe(&session.principal, &session.outbox, &env)
+                .await
+        }
+        "job.unsubscribe" => {
+            rt.jobs
+                .unsubscribe(&session.principal, &session.outbox, &env)
+                .await
         }
         other => Err(ArcpError::invalid(format!(
             "unknown message type {other:?}"

@@ -20,6 +20,7 @@ pub struct Outbox {
     store: Arc<dyn Store>,
     inner: Mutex<Inner>,
     last_seq: AtomicU64,
+    retired: std::sync::atomic::AtomicBool,
 }
 
 struct Inner {
@@ -38,6 +39,7 @@ impl Outbox {
                 conn: None,
             }),
             last_seq: AtomicU64::new(0),
+            retired: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -49,6 +51,17 @@ impl Outbox {
     /// The last `event_seq` handed out (0 before any).
     pub fn last_seq(&self) -> u64 {
         self.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Marks the session as gone for good (past its resume window): jobs stop
+    /// fanning events out to it.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Self::retire`] was called.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     /// Attaches a connection; frames go there from now on.

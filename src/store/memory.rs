@@ -47,6 +47,19 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    fn events_for_job(
+        &self,
+        session_id: &str,
+        job_id: &str,
+        after: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(self
+            .events_after(session_id, after)?
+            .into_iter()
+            .filter(|e| e.job_id.as_deref() == Some(job_id))
+            .collect())
+    }
+
     fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
         let m = self
             .jobs

@@ -63,6 +63,13 @@ pub trait Store: Send + Sync + 'static {
     fn put_job(&self, job: JobRecord);
     /// Envelopes of `session_id` with `seq > after`, in order.
     fn events_after(&self, session_id: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Envelopes of `job_id` in `session_id` with `seq > after`, in order.
+    fn events_for_job(
+        &self,
+        session_id: &str,
+        job_id: &str,
+        after: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
     /// One job's record.
     fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError>;
     /// Waits until every write handed over so far is durable.
@@ -102,8 +109,23 @@ pub(crate) mod conformance {
             frame: "other".into(),
         });
         store.flush().unwrap();
+        store.append_event(StoredEvent {
+            session_id: "sess_1".into(),
+            seq: 6,
+            job_id: Some("job_2".into()),
+            frame: "frame 6".into(),
+        });
+        store.flush().unwrap();
+        let for_job = store.events_for_job("sess_1", "job_1", 3).unwrap();
+        assert_eq!(
+            for_job.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![4, 5]
+        );
         let got = store.events_after("sess_1", 2).unwrap();
-        assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            got.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![3, 4, 5, 6]
+        );
         assert_eq!(got[0].frame, "frame 3");
     }
 

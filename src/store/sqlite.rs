@@ -34,6 +34,7 @@ const SCHEMA: &str = "
         frame      TEXT NOT NULL,
         PRIMARY KEY (session_id, seq)
     ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, seq);
     CREATE TABLE IF NOT EXISTS jobs (
         job_id       TEXT PRIMARY KEY,
         principal    TEXT NOT NULL,
@@ -152,6 +153,30 @@ impl Store for SqliteStore {
             "SELECT session_id, seq, job_id, frame FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq",
         )?;
         let rows = stmt.query_map(params![session_id, after as i64], |r| {
+            Ok(StoredEvent {
+                session_id: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                job_id: r.get(2)?,
+                frame: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn events_for_job(
+        &self,
+        session_id: &str,
+        job_id: &str,
+        after: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self
+            .reader
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT session_id, seq, job_id, frame FROM events WHERE job_id = ?1 AND session_id = ?2 AND seq > ?3 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![job_id, session_id, after as i64], |r| {
             Ok(StoredEvent {
                 session_id: r.get(0)?,
                 seq: r.get::<_, i64>(1)? as u64,

@@ -218,3 +218,73 @@ async def test_runtime_pings_and_the_client_answers(heartbeat_host):
     result = await asyncio.wait_for(handle.done, 10)
     assert result.result["echoed"] == "still here"
     await client.close()
+
+
+async def test_a_second_session_subscribes_with_history_and_cannot_cancel(host):
+    owner = await connect(host.url)
+    handle = await owner.submit(agent="ticker", input={"count": 8, "interval_ms": 100})
+    await asyncio.sleep(0.35)
+    watcher = await connect(host.url)
+    sub = await asyncio.wait_for(watcher.subscribe(handle.job_id, history=True), 10)
+    assert sub.job_id == handle.job_id
+    assert sub.replayed >= 1
+    assert sub.subscribed_from == 1
+    # A subscriber may not cancel: the runtime refuses, the job runs to its end.
+    await watcher.cancel_job(handle.job_id)
+    result = await asyncio.wait_for(handle.done, 30)
+    assert result.final_status == "success"
+    assert result.result == {"ticks": 8}
+    await watcher.close()
+    await owner.close()
+
+
+async def test_list_jobs_filters_and_pages(host):
+    client = await connect(host.url)
+    ids = []
+    for i in range(3):
+        h = await client.submit(agent="echo@1.0.0", input=i)
+        await asyncio.wait_for(h.done, 10)
+        ids.append(h.job_id)
+    seen = []
+    cursor = None
+    while True:
+        page = await asyncio.wait_for(
+            client.list_jobs(filter=arcp.ListJobsFilter(agent="echo@1.0.0", status=["success"]), limit=2, cursor=cursor), 10)
+        seen += [j.job_id for j in page.jobs]
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    assert [j for j in seen if j in ids] == ids
+    await client.close()
+
+
+async def test_idempotent_resubmit_replays_and_conflict_is_duplicate_key(host):
+    client = await connect(host.url)
+    first = await client.submit(agent="echo", input={"k": 1}, idempotency_key="interop-key")
+    await asyncio.wait_for(first.done, 10)
+    again = await client.submit(agent="echo", input={"k": 1}, idempotency_key="interop-key")
+    assert again.job_id == first.job_id
+    with pytest.raises(arcp.DuplicateKeyError):
+        await client.submit(agent="echo", input={"k": 2}, idempotency_key="interop-key")
+    await client.close()
+
+
+async def test_resume_replays_and_rotates_the_token(host):
+    client = await connect(host.url)
+    handle = await client.submit(agent="ticker", input={"count": 5, "interval_ms": 150})
+    await asyncio.sleep(0.2)
+    seen = client.latest_event_seq
+    session_id, token = client.session_id, client.welcome.resume_token
+    await client._transport.close()  # the connection drops; the job goes on
+    await asyncio.sleep(0.5)
+    again = ARCPClient(client=ClientInfo(name="interop", version="1"), token=TOKEN)
+    welcome = await again.resume(await WebSocketTransport.connect(host.url),
+                                 resume=arcp.SessionResume(session_id=session_id, resume_token=token, last_event_seq=seen))
+    assert welcome.session_id == session_id
+    assert welcome.resume_token != token
+    # Replayed and live frames carry on the session's numbering without a gap.
+    deadline = asyncio.get_running_loop().time() + 10
+    while again.latest_event_seq < 6 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert again.latest_event_seq == 6  # 5 ticks + the result
+    await again.close()
