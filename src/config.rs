@@ -29,6 +29,9 @@ pub struct Config {
     pub heartbeat_interval_sec: u64,
     /// `resume_window_sec`: advertised resume window (default 600).
     pub resume_window_sec: u64,
+    /// `idempotency_ttl_sec`: how long an idempotency key is remembered (default
+    /// 86400).
+    pub idempotency_ttl_sec: u64,
     /// `[limits]`.
     pub limits: Limits,
     /// The principal of a peer whose token matches none (only for stdio with no
@@ -58,6 +61,9 @@ pub struct Limits {
     /// `outbound_queue`: frames buffered per connection before a job's event
     /// emission waits (default 1024).
     pub outbound_queue: usize,
+    /// `max_unacked_events`: how far a client that acknowledges may fall behind
+    /// before its session's jobs wait for it (default 10000).
+    pub max_unacked_events: u64,
     /// `pool_instances`: component instances the pooling allocator reserves for
     /// (default 1000; 0 disables pooling).
     pub pool_instances: u32,
@@ -74,6 +80,7 @@ impl Default for Config {
             observers: Vec::new(),
             heartbeat_interval_sec: 30,
             resume_window_sec: 600,
+            idempotency_ttl_sec: 86_400,
             limits: Limits::default(),
             anonymous_principal: None,
         }
@@ -89,6 +96,7 @@ impl Default for Limits {
             max_result_mib: 256,
             epoch_tick_ms: 2,
             outbound_queue: 1024,
+            max_unacked_events: 10_000,
             pool_instances: 1000,
         }
     }

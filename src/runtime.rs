@@ -108,7 +108,7 @@ impl Runtime {
         before - m.len()
     }
 
-    /// Runs [`Self::sweep_sessions`] every minute for as long as the runtime lives.
+    /// Runs [`Self::sweep_sessions`] and the idempotency sweep every minute for as long as the runtime lives.
     pub fn spawn_sweeper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -116,9 +116,14 @@ impl Runtime {
             loop {
                 tick.tick().await;
                 let Some(rt) = weak.upgrade() else { return };
-                let gone = rt.sweep_sessions();
-                if gone > 0 {
-                    tracing::info!(sessions = gone, "expired sessions forgotten");
+                let sessions = rt.sweep_sessions();
+                let keys = rt.jobs.sweep_idempotency();
+                if sessions + keys > 0 {
+                    tracing::info!(
+                        sessions,
+                        keys,
+                        "expired sessions and idempotency keys forgotten"
+                    );
                 }
             }
         });

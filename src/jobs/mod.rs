@@ -155,8 +155,21 @@ impl Job {
         seq
     }
 
-    /// Sends one `job.event`.
+    /// Sends one `job.event`, first waiting while an acknowledging client is too far
+    /// behind (and telling it why with a `back_pressure` status event).
     async fn event(&self, kind: &str, body: Value) {
+        if let Some(lag) = self.outbox.overrun() {
+            let status = EventPayload {
+                kind: "status".into(),
+                ts: now_rfc3339(),
+                body: serde_json::json!({
+                    "phase": "back_pressure",
+                    "message": format!("the client is {lag} events behind its acknowledgements; this job waits"),
+                }),
+            };
+            self.send("job.event", status).await;
+            self.outbox.wait_for_room().await;
+        }
         let payload = EventPayload {
             kind: kind.to_owned(),
             ts: now_rfc3339(),
@@ -187,6 +200,12 @@ struct Fingerprint {
     max_runtime_sec: Option<u64>,
 }
 
+struct IdempotencyEntry {
+    fingerprint: Fingerprint,
+    job_id: String,
+    at: std::time::Instant,
+}
+
 /// All jobs of this runtime.
 pub struct JobManager {
     config: Arc<Config>,
@@ -194,7 +213,8 @@ pub struct JobManager {
     registry: Arc<Registry>,
     store: Arc<dyn Store>,
     jobs: Mutex<HashMap<String, Arc<Job>>>,
-    idempotency: Mutex<HashMap<(String, String), (Fingerprint, String)>>,
+    /// (principal, key) → what was submitted, the job it started, and when.
+    idempotency: Mutex<HashMap<(String, String), IdempotencyEntry>>,
 }
 
 impl JobManager {
@@ -219,6 +239,17 @@ impl JobManager {
         if let Ok(mut m) = self.jobs.lock() {
             m.insert(job.id.clone(), job.clone());
         }
+    }
+
+    /// Forgets idempotency keys older than their lifetime. Returns how many went.
+    pub fn sweep_idempotency(&self) -> usize {
+        let ttl = Duration::from_secs(self.config.idempotency_ttl_sec);
+        let Ok(mut map) = self.idempotency.lock() else {
+            return 0;
+        };
+        let before = map.len();
+        map.retain(|_, e| e.at.elapsed() <= ttl);
+        before - map.len()
     }
 
     /// A job by id, whoever owns it.
@@ -325,7 +356,11 @@ impl JobManager {
                     .lock()
                     .map_err(|_| ArcpError::internal("idempotency table unavailable"))?;
                 let slot = (principal.to_owned(), key.clone());
-                match map.get(&slot) {
+                let ttl = Duration::from_secs(self.config.idempotency_ttl_sec);
+                if map.get(&slot).is_some_and(|e| e.at.elapsed() > ttl) {
+                    map.remove(&slot);
+                }
+                match map.get(&slot).map(|e| (&e.fingerprint, &e.job_id)) {
                     Some((existing, existing_job)) if *existing != fingerprint => {
                         return Err(ArcpError::new(
                             ErrorCode::DuplicateKey,
@@ -335,7 +370,14 @@ impl JobManager {
                     }
                     Some((_, existing_job)) => Some(existing_job.clone()),
                     None => {
-                        map.insert(slot, (fingerprint, job_id.clone()));
+                        map.insert(
+                            slot,
+                            IdempotencyEntry {
+                                fingerprint,
+                                job_id: job_id.clone(),
+                                at: std::time::Instant::now(),
+                            },
+                        );
                         self.register(&job);
                         None
                     }

@@ -19,7 +19,6 @@ use crate::protocol::{
 };
 use crate::runtime::{RUNTIME_NAME, Runtime};
 use crate::transport::{Connection, FrameIn, FrameOut};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,18 +49,12 @@ pub struct SessionState {
     features: Vec<String>,
     resume_token: Mutex<String>,
     detached_at: Mutex<Option<Instant>>,
-    acked: AtomicU64,
 }
 
 impl SessionState {
     /// Whether `feature` was negotiated.
     pub fn has(&self, feature: &str) -> bool {
         self.features.iter().any(|f| f == feature)
-    }
-
-    /// The highest `event_seq` the client acknowledged.
-    pub fn acked(&self) -> u64 {
-        self.acked.load(Ordering::Acquire)
     }
 
     /// Whether the session has been without a connection for longer than `window`.
@@ -189,11 +182,14 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
             let session = Arc::new(SessionState {
                 id: id.clone(),
                 principal,
-                outbox: Arc::new(Outbox::new(id, rt.store.clone())),
+                outbox: Arc::new(Outbox::new(
+                    id,
+                    rt.store.clone(),
+                    rt.config.limits.max_unacked_events,
+                )),
                 features,
                 resume_token: Mutex::new(String::new()),
                 detached_at: Mutex::new(None),
-                acked: AtomicU64::new(0),
             });
             rt.register_session(session.clone());
             (session, None)
@@ -448,9 +444,10 @@ async fn list_jobs(
 }
 
 fn ack(session: &SessionState, env: &Envelope) -> Result<(), ArcpError> {
+    if !session.has("ack") {
+        return Err(ArcpError::invalid("feature \"ack\" not negotiated"));
+    }
     let req: AckPayload = env.payload_as()?;
-    // Never beyond what was sent: a client cannot acknowledge the future.
-    let upto = req.last_processed_seq.min(session.outbox.last_seq());
-    session.acked.fetch_max(upto, Ordering::AcqRel);
+    session.outbox.ack(req.last_processed_seq);
     Ok(())
 }

@@ -6,13 +6,20 @@
 //! is the `event_seq` order. Waiting for queue space happens under the lock too,
 //! which is how a slow reader slows every job of its session (back-pressure) instead
 //! of growing memory.
+//!
+//! A client that acknowledges (`session.ack`) gets a second, protocol-level brake:
+//! once it is more than `max_lag` events behind its acknowledgements, jobs wait in
+//! [`Outbox::wait_for_room`] until it catches up to half that, and are told so by a
+//! `status{phase:"back_pressure"}` event (spec §6.5). A client that negotiated `ack`
+//! but never sent one is not throttled this way (the reference client negotiates it
+//! by default and acks only on request), only by the bounded queue.
 
 use crate::protocol::Outbound;
 use crate::store::{Store, StoredEvent};
 use crate::transport::FrameOut;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{Mutex, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::sync::{Mutex, Notify, mpsc};
 
 /// The outbound side of one session.
 pub struct Outbox {
@@ -20,7 +27,14 @@ pub struct Outbox {
     store: Arc<dyn Store>,
     inner: Mutex<Inner>,
     last_seq: AtomicU64,
-    retired: std::sync::atomic::AtomicBool,
+    retired: AtomicBool,
+    attached: AtomicBool,
+    /// Highest acknowledged seq; 0 until the first `session.ack`.
+    acked: AtomicU64,
+    /// Whether the client ever acknowledged.
+    acking: AtomicBool,
+    max_lag: u64,
+    room: Notify,
 }
 
 struct Inner {
@@ -29,8 +43,9 @@ struct Inner {
 }
 
 impl Outbox {
-    /// An outbox for `session_id` with no connection attached yet.
-    pub fn new(session_id: String, store: Arc<dyn Store>) -> Outbox {
+    /// An outbox for `session_id` with no connection attached yet. `max_lag` is how
+    /// many unacknowledged events an acknowledging client may fall behind.
+    pub fn new(session_id: String, store: Arc<dyn Store>, max_lag: u64) -> Outbox {
         Outbox {
             session_id,
             store,
@@ -39,7 +54,55 @@ impl Outbox {
                 conn: None,
             }),
             last_seq: AtomicU64::new(0),
-            retired: std::sync::atomic::AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+            attached: AtomicBool::new(false),
+            acked: AtomicU64::new(0),
+            acking: AtomicBool::new(false),
+            max_lag: max_lag.max(2),
+            room: Notify::new(),
+        }
+    }
+
+    /// Records `session.ack`: never beyond what was sent. Returns the new ack level.
+    pub fn ack(&self, last_processed_seq: u64) -> u64 {
+        let upto = last_processed_seq.min(self.last_seq());
+        self.acking.store(true, Ordering::Release);
+        let level = self.acked.fetch_max(upto, Ordering::AcqRel).max(upto);
+        self.room.notify_waiters();
+        level
+    }
+
+    /// The highest acknowledged seq.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
+    }
+
+    fn lag(&self) -> u64 {
+        self.last_seq().saturating_sub(self.acked())
+    }
+
+    /// How far behind an acknowledging, attached client is, when that is more than
+    /// `max_lag`; `None` when no brake applies.
+    pub fn overrun(&self) -> Option<u64> {
+        let applies = self.acking.load(Ordering::Acquire)
+            && self.attached.load(Ordering::Acquire)
+            && !self.is_retired();
+        let lag = self.lag();
+        (applies && lag > self.max_lag).then_some(lag)
+    }
+
+    /// Waits until the client has caught up to half of `max_lag`, the connection
+    /// went away, or the session retired.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let applies = self.attached.load(Ordering::Acquire) && !self.is_retired();
+            if !applies || self.lag() <= self.max_lag / 2 {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -57,6 +120,7 @@ impl Outbox {
     /// fanning events out to it.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
+        self.room.notify_waiters();
     }
 
     /// Whether [`Self::retire`] was called.
@@ -67,6 +131,7 @@ impl Outbox {
     /// Attaches a connection; frames go there from now on.
     pub async fn attach(&self, conn: mpsc::Sender<FrameOut>) {
         self.inner.lock().await.conn = Some(conn);
+        self.attached.store(true, Ordering::Release);
     }
 
     /// Attaches a connection after first sending it, in order, every stored envelope
@@ -85,12 +150,15 @@ impl Outbox {
             }
         }
         inner.conn = Some(conn);
+        self.attached.store(true, Ordering::Release);
         Ok(())
     }
 
     /// Detaches the connection; sequenced envelopes are still numbered and stored.
     pub async fn detach(&self) {
         self.inner.lock().await.conn = None;
+        self.attached.store(false, Ordering::Release);
+        self.room.notify_waiters();
     }
 
     /// Sends a message. Sequenced types get the next `event_seq` and are stored
