@@ -108,6 +108,9 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// Longest error message sent.
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+
 /// An error as it crosses the protocol edge: a spec code, a message for humans and
 /// optional structured details.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -124,11 +127,21 @@ pub struct ArcpError {
 }
 
 impl ArcpError {
-    /// An error with the code's default `retryable` flag.
+    /// An error with the code's default `retryable` flag. Messages often quote
+    /// client input, so they are cut to [`MAX_MESSAGE_BYTES`]: an error frame can
+    /// never approach the 1 MiB frame limit.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let mut message = message.into();
         if message.is_empty() {
             message = code.as_str().to_owned();
+        }
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut cut = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
         }
         ArcpError {
             code,
@@ -176,6 +189,12 @@ mod tests {
         assert!(!ErrorCode::LeaseExpired.default_retryable());
         assert!(!ErrorCode::BudgetExhausted.default_retryable());
         assert!(ErrorCode::InternalError.default_retryable());
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let e = ArcpError::invalid("é".repeat(10_000));
+        assert!(e.message.len() <= MAX_MESSAGE_BYTES + 4);
     }
 
     #[test]

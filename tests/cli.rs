@@ -160,3 +160,46 @@ fn stdio_speaks_ndjson_on_stdin_and_stdout() {
     let status = child.wait().unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn components_with_unknown_imports_or_no_run_export_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let importer = wat::parse_str(
+        r#"(component (import "acme:secret/vault@1.0.0" (instance (export "open" (func)))))"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("importer@1.0.0.wasm"), importer).unwrap();
+    let empty = wat::parse_str("(component)").unwrap();
+    std::fs::write(dir.path().join("empty@1.0.0.wasm"), empty).unwrap();
+    std::fs::copy(
+        bundled_plugins().join("echo@1.0.0.wasm"),
+        dir.path().join("echo@1.0.0.wasm"),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = arcp_host()
+        .arg("agents")
+        .arg("--plugins")
+        .arg(dir.path())
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("importer@1.0.0.wasm").contains("acme:secret/vault"),
+        "{stdout}"
+    );
+    assert!(line("empty@1.0.0.wasm").contains("run"), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("echo")),
+        "the good plugin still loads: {stdout}"
+    );
+}

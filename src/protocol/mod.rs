@@ -22,6 +22,9 @@ pub const ARCP_VERSION: &str = "1.1";
 /// 1 MiB).
 pub const MAX_OUTBOUND_FRAME: usize = 1 << 20;
 
+/// Longest envelope `id` or `type` accepted (ids are echoed back in replies).
+pub const MAX_ID_LEN: usize = 128;
+
 /// A decoded inbound envelope. Unknown top-level fields are ignored (spec §5).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
@@ -93,6 +96,20 @@ impl Envelope {
         let Some(id) = id else {
             return Err(fail(None, kind, "envelope is missing `id`".into()));
         };
+        if id.len() > MAX_ID_LEN {
+            return Err(fail(
+                None,
+                kind,
+                format!("envelope `id` is longer than {MAX_ID_LEN} characters"),
+            ));
+        }
+        if kind.as_ref().is_some_and(|k| k.len() > MAX_ID_LEN) {
+            return Err(fail(
+                Some(id),
+                None,
+                format!("envelope `type` is longer than {MAX_ID_LEN} characters"),
+            ));
+        }
         let Some(kind) = kind else {
             return Err(fail(Some(id), None, "envelope is missing `type`".into()));
         };
@@ -332,6 +349,7 @@ mod tests {
 
     #[test]
     fn every_malformation_is_invalid_request_with_a_reason() {
+        let long_id = format!(r#"{{"id":"{}","type":"x"}}"#, "a".repeat(200));
         let cases = [
             ("{nope", "malformed JSON"),
             ("[1,2]", "JSON object"),
@@ -345,6 +363,7 @@ mod tests {
             (r#"{"id":"a","type":"x","payload":null}"#, "`payload`"),
             (r#"{"id":"a","type":"x","event_seq":-1}"#, "event_seq"),
             (r#"{"id":7,"type":"x"}"#, "`id`"),
+            (long_id.as_str(), "longer than"),
         ];
         for (frame, needle) in cases {
             let err = Envelope::decode(frame).unwrap_err().error;
