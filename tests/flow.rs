@@ -201,3 +201,65 @@ async fn a_streamed_result_over_the_cap_is_internal_error() {
         "chunks up to the cap, nothing after the failure"
     );
 }
+
+#[tokio::test]
+async fn acknowledged_events_are_released_so_an_older_cursor_cannot_resume() {
+    let host = Host::start(&bundled_plugins(), &[]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let token = c.welcome["payload"]["resume_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sid = c.session_id.clone();
+    c.submit(json!({"agent": "ticker", "input": {"count": 4}}))
+        .await;
+    c.until_terminal().await;
+    c.send("session.ack", json!({"last_processed_seq": 3}))
+        .await;
+    c.send(
+        "session.ping",
+        json!({"nonce": "sync", "sent_at": "2026-01-01T00:00:00Z"}),
+    )
+    .await;
+    c.until("session.pong").await;
+    drop(c);
+    let old = Client::connect_with(
+        &host.url,
+        TOKEN,
+        json!([]),
+        Some(json!({"session_id": sid, "resume_token": token, "last_event_seq": 1})),
+    )
+    .await;
+    assert_eq!(
+        old.welcome["payload"]["code"], "RESUME_WINDOW_EXPIRED",
+        "{}",
+        old.welcome
+    );
+}
+
+#[tokio::test]
+async fn a_resume_replays_the_very_envelopes_first_sent() {
+    let host = Host::start(&bundled_plugins(), &[]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let token = c.welcome["payload"]["resume_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sid = c.session_id.clone();
+    c.submit(json!({"agent": "ticker", "input": {"count": 3}}))
+        .await;
+    let first = c.until_terminal().await;
+    drop(c);
+    let mut r = Client::connect_with(
+        &host.url,
+        TOKEN,
+        json!([]),
+        Some(json!({"session_id": sid, "resume_token": token, "last_event_seq": 0})),
+    )
+    .await;
+    let replayed = r.until_terminal().await;
+    assert_eq!(
+        replayed, first,
+        "same envelopes: same ids, seqs, timestamps"
+    );
+}

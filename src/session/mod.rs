@@ -291,6 +291,18 @@ fn check_resume(
     if session.expired(Duration::from_secs(rt.config.resume_window_sec)) {
         return Err(expired());
     }
+    if resume.last_event_seq < session.outbox.acked() {
+        // Events up to the acknowledged seq are released for replay: a cursor below
+        // it cannot be served without a gap.
+        return Err(ArcpError::new(
+            ErrorCode::ResumeWindowExpired,
+            format!(
+                "last_event_seq {} is below the acknowledged seq {}: those events are no longer replayable",
+                resume.last_event_seq,
+                session.outbox.acked()
+            ),
+        ));
+    }
     if resume.last_event_seq > session.outbox.last_seq() {
         return Err(ArcpError::invalid(format!(
             "last_event_seq {} is beyond the last event sent ({})",
