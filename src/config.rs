@@ -32,6 +32,11 @@ pub struct Config {
     /// `idempotency_ttl_sec`: how long an idempotency key is remembered (default
     /// 86400).
     pub idempotency_ttl_sec: u64,
+    /// `workspace`: the folder `fs.*` capabilities work in (jobs see paths relative to
+    /// it). Absent: no file access for any job.
+    pub workspace: Option<PathBuf>,
+    /// `[tools.NAME]`: tools plugins may call through `tool.call`.
+    pub tools: BTreeMap<String, ToolConfig>,
     /// `[limits]`.
     pub limits: Limits,
     /// The principal of a peer whose token matches none (only for stdio with no
@@ -39,6 +44,16 @@ pub struct Config {
     /// the file.
     #[serde(skip)]
     pub anonymous_principal: Option<String>,
+}
+
+/// One operator-registered tool (`[tools.NAME]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    /// `plugin`: the component that implements it, `name` or `name@version`; it is
+    /// run like an agent (its `run` export) with the call's arguments as input and
+    /// no authority of its own.
+    pub plugin: String,
 }
 
 /// Resource limits (`[limits]` table).
@@ -81,6 +96,8 @@ impl Default for Config {
             heartbeat_interval_sec: 30,
             resume_window_sec: 600,
             idempotency_ttl_sec: 86_400,
+            workspace: None,
+            tools: BTreeMap::new(),
             limits: Limits::default(),
             anonymous_principal: None,
         }
@@ -110,7 +127,7 @@ impl Config {
         let mut cfg: Config = toml::from_str(&text)
             .with_context(|| format!("parsing config file {}", path.display()))?;
         if let Some(base) = path.parent() {
-            for p in [&mut cfg.plugins, &mut cfg.data] {
+            for p in [&mut cfg.plugins, &mut cfg.data].into_iter().chain(cfg.workspace.as_mut()) {
                 if p.is_relative() {
                     *p = base.join(&*p);
                 }

@@ -76,6 +76,9 @@ struct CommonArgs {
     /// Seconds between the runtime's pings.
     #[arg(long)]
     heartbeat_interval: Option<u64>,
+    /// Folder the `fs.*` capabilities work in (none: no file access).
+    #[arg(long)]
+    workspace: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -117,6 +120,9 @@ fn load_config(args: &CommonArgs) -> anyhow::Result<Config> {
     }
     if let Some(h) = args.heartbeat_interval {
         cfg.heartbeat_interval_sec = h;
+    }
+    if let Some(w) = &args.workspace {
+        cfg.workspace = Some(w.clone());
     }
     cfg.add_token_flags(&args.tokens)?;
     cfg.validate()?;

@@ -35,6 +35,12 @@ impl Runtime {
     /// plugins not yet in the cache).
     pub fn start(config: Config) -> anyhow::Result<Arc<Runtime>> {
         config.validate()?;
+        let mut config = config;
+        if let Some(ws) = &config.workspace {
+            std::fs::create_dir_all(ws).with_context(|| format!("creating workspace {}", ws.display()))?;
+            // Canonical, so that resolved paths can be compared with it.
+            config.workspace = Some(ws.canonicalize().with_context(|| format!("workspace {}", ws.display()))?);
+        }
         let config = Arc::new(config);
         let sandbox = Arc::new(Sandbox::new(SandboxConfig {
             epoch_tick: Duration::from_millis(config.limits.epoch_tick_ms),

@@ -8,6 +8,7 @@
 //! a connection or the wire format beyond building payloads.
 
 mod terminal;
+mod tools;
 
 use crate::config::Config;
 use crate::error::{ArcpError, ErrorCode};
@@ -18,7 +19,8 @@ use crate::protocol::{
     ListJobsPayload, Outbound, SubmitPayload, SubscribePayload, SubscribedPayload,
     UnsubscribePayload, ids, now_rfc3339,
 };
-use crate::sandbox::{JobInfo, JobSink, JobSpec, Sandbox};
+use crate::lease::{Budget, LeaseMatcher};
+use crate::sandbox::{Authority, JobInfo, JobSink, JobSpec, Sandbox};
 use crate::session::Outbox;
 use crate::store::{JobRecord, Store};
 use serde_json::Value;
@@ -401,6 +403,22 @@ impl JobManager {
             .map(|m| m.saturating_mul(1 << 20))
             .unwrap_or(u64::MAX)
             .min(self.config.job_memory_bytes());
+        let authority = Authority {
+            matcher: LeaseMatcher::new(&job.lease)?,
+            budget: Budget::new(&job.lease),
+            expires_at: expires_at.map(|at| {
+                std::time::Instant::now() + (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)
+            }),
+            workspace: self.config.workspace.clone(),
+            tools: Some(Arc::new(tools::PluginTools {
+                registry: self.registry.clone(),
+                sandbox: self.sandbox.clone(),
+                tools: self.config.tools.clone(),
+                memory_bytes: self.config.job_memory_bytes(),
+                job_id: job_id.clone(),
+                trace_id: trace_id.clone(),
+            })),
+        };
         let spec = JobSpec {
             info: JobInfo {
                 job_id: job_id.clone(),
@@ -410,6 +428,7 @@ impl JobManager {
             },
             input_json,
             memory_bytes,
+            authority,
         };
         let manager = self.clone();
         let lease_deadline = expires_at.map(|at| {

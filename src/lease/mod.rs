@@ -5,6 +5,12 @@
 //! sessions or wasm. The sandbox asks this module before any authority-bearing
 //! operation; this module never performs one.
 
+mod budget;
+mod matching;
+
+pub use budget::{Budget, Charge};
+pub use matching::{LeaseMatcher, NAME_NAMESPACES, PATH_NAMESPACES, normalise_path};
+
 use crate::error::ArcpError;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -60,6 +66,9 @@ impl Lease {
                     return Err(ArcpError::invalid(format!(
                         "lease_request[{namespace:?}]: malformed pattern {p:?}"
                     )));
+                }
+                if PATH_NAMESPACES.contains(&namespace.as_str()) || NAME_NAMESPACES.contains(&namespace.as_str()) {
+                    matching::compile_pattern(namespace, p)?;
                 }
                 if namespace == "cost.budget" {
                     BudgetAmount::parse(p).map_err(|why| {

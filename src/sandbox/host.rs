@@ -6,7 +6,9 @@
 //! delegation) will live beside these and must check the job's lease first.
 
 use super::arcp::agent::{events, result_stream, types};
+use super::capabilities::Authority;
 use super::limits::JobLimiter;
+use crate::lease::Charge;
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use std::future::Future;
@@ -55,6 +57,7 @@ pub struct JobState {
     sink: Arc<dyn JobSink>,
     stream: Option<StreamSummary>,
     max_result_bytes: u64,
+    pub(super) authority: Authority,
 }
 
 impl JobState {
@@ -62,6 +65,7 @@ impl JobState {
         sink: Arc<dyn JobSink>,
         limiter: JobLimiter,
         max_result_bytes: u64,
+        authority: Authority,
     ) -> JobState {
         // `new()` inherits nothing: no environment, arguments, preopens, stdio or
         // network. Sockets and name lookups are refused outright.
@@ -77,6 +81,7 @@ impl JobState {
             sink,
             stream: None,
             max_result_bytes,
+            authority,
         }
     }
 
@@ -86,7 +91,7 @@ impl JobState {
 
     /// Emits one event. The sink is cloned first so that the future holds no shared
     /// borrow of the store data (which is `Send` but not `Sync`).
-    fn send_event(&self, kind: &str, body: Value) -> impl Future<Output = ()> + Send + 'static {
+    pub(super) fn send_event(&self, kind: &str, body: Value) -> impl Future<Output = ()> + Send + 'static {
         let sink = self.sink.clone();
         let kind = kind.to_owned();
         async move { sink.emit(&kind, body).await }
@@ -184,12 +189,26 @@ impl events::Host for JobState {
             return;
         };
         let mut body = Map::new();
-        body.insert("name".into(), bounded(name).into());
-        body.insert("value".into(), value);
-        if let Some(u) = unit {
-            body.insert("unit".into(), bounded(u).into());
+        body.insert("name".into(), bounded(name.clone()).into());
+        body.insert("value".into(), value.clone());
+        if let Some(u) = &unit {
+            body.insert("unit".into(), bounded(u.clone()).into());
         }
         self.send_event("metric", Value::Object(body)).await;
+        // `cost.*` metrics in a budgeted currency are charges (spec §9.6); each is
+        // followed by the currency's `cost.budget.remaining`.
+        let amount = value.as_f64().unwrap_or(f64::NAN);
+        match self.authority.budget.charge_metric(&name, amount, unit.as_deref()) {
+            Charge::NotACharge => {}
+            Charge::Charged { currency, remaining } => {
+                let left = remaining.to_string().parse::<f64>().ok().and_then(number).unwrap_or(Value::Null);
+                let body = json!({"name": "cost.budget.remaining", "value": left, "unit": currency});
+                self.send_event("metric", body).await;
+            }
+            Charge::Refused(why) => {
+                self.send_event("log", json!({"level": "warn", "message": bounded(format!("charge refused: {why}"))})).await;
+            }
+        }
     }
 
     async fn status(&mut self, phase: String, message: Option<String>) {

@@ -10,9 +10,11 @@
 //! Time limits and cancellation are the caller's: dropping the future returned by
 //! [`Sandbox::run`] stops the guest at its next epoch tick and drops its `Store`.
 
+mod capabilities;
 mod host;
 mod limits;
 
+pub use capabilities::{Authority, MAX_READ_BYTES, ToolRunner};
 pub use host::{JobSink, StreamSummary};
 pub use limits::JobLimiter;
 
@@ -34,7 +36,7 @@ wasmtime::component::bindgen!({
 });
 
 /// The WIT package versions this host accepts from plugins.
-pub const ACCEPTED_WIT_VERSIONS: &[&str] = &["arcp:agent@1.0.0"];
+pub const ACCEPTED_WIT_VERSIONS: &[&str] = &["arcp:agent@1.0.0", "arcp:agent@1.1.0"];
 
 /// How the sandbox is set up; derived from the runtime configuration.
 #[derive(Debug, Clone)]
@@ -100,6 +102,8 @@ pub struct JobSpec {
     pub input_json: String,
     /// Per-job memory ceiling in bytes.
     pub memory_bytes: u64,
+    /// What the job may do outside the sandbox.
+    pub authority: Authority,
 }
 
 /// The process-wide engine, linker and epoch ticker.
@@ -230,7 +234,7 @@ impl Sandbox {
         spec: JobSpec,
         sink: Arc<dyn JobSink>,
     ) -> RunOutcome {
-        let mut store = self.new_store(sink, spec.memory_bytes);
+        let mut store = self.new_store(sink, spec.memory_bytes, spec.authority);
         let instance = match agent.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
             Err(e) => {
@@ -257,12 +261,8 @@ impl Sandbox {
 
 impl Sandbox {
     /// A fresh store for one job: its limiter, WASI context and epoch deadline.
-    fn new_store(&self, sink: Arc<dyn JobSink>, memory_bytes: u64) -> Store<host::JobState> {
-        let state = host::JobState::new(
-            sink,
-            JobLimiter::new(memory_bytes),
-            self.config.max_result_bytes,
-        );
+    fn new_store(&self, sink: Arc<dyn JobSink>, memory_bytes: u64, authority: Authority) -> Store<host::JobState> {
+        let state = host::JobState::new(sink, JobLimiter::new(memory_bytes), self.config.max_result_bytes, authority);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Yield to the executor at every epoch tick: that is where cancellation and
@@ -281,7 +281,7 @@ impl Sandbox {
         sink: Arc<dyn JobSink>,
     ) -> anyhow::Result<Duration> {
         let started = std::time::Instant::now();
-        let mut store = self.new_store(sink, self.config.job_memory_bytes);
+        let mut store = self.new_store(sink, self.config.job_memory_bytes, Authority::none());
         agent.pre.instantiate_async(&mut store).await?;
         Ok(started.elapsed())
     }

@@ -1,0 +1,276 @@
+//! The `capabilities` imports: the only ways out of the sandbox that carry
+//! authority. Each call is checked, before anything happens, against the job's
+//! [`Authority`]: lease expiry, then budgets, then the namespace's patterns (asking
+//! the pure `lease` module); then paths are resolved on disk and matched again, so
+//! that no `..`, symlink or hard link leads outside what the lease grants. Every
+//! call, granted or refused, is reported as `tool_call` and `tool_result` events.
+
+use super::arcp::agent::{capabilities, types};
+use super::host::JobState;
+use crate::lease::{Budget, LeaseMatcher, normalise_path};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest file `read-file` returns.
+pub const MAX_READ_BYTES: u64 = 16 << 20;
+
+/// Runs operator-registered tools for `tool.call`. Implemented outside the sandbox
+/// (it needs the plugin registry).
+pub trait ToolRunner: Send + Sync + 'static {
+    /// Calls tool `name` with JSON arguments; its JSON result or a failure.
+    fn call(&self, name: String, args_json: String) -> Pin<Box<dyn Future<Output = Result<String, types::Failure>> + Send>>;
+}
+
+/// What a job may do outside its sandbox.
+pub struct Authority {
+    /// The effective lease's glob namespaces.
+    pub matcher: LeaseMatcher,
+    /// Budget counters.
+    pub budget: Budget,
+    /// When the lease expires (monotonic clock).
+    pub expires_at: Option<Instant>,
+    /// The canonical workspace root for `fs.*`, if the runtime has one.
+    pub workspace: Option<PathBuf>,
+    /// The tools for `tool.call`.
+    pub tools: Option<Arc<dyn ToolRunner>>,
+}
+
+impl Authority {
+    /// An authority that grants nothing (tools run with it).
+    pub fn none() -> Authority {
+        Authority {
+            matcher: LeaseMatcher::new(&crate::lease::Lease::default()).unwrap_or_else(|_| unreachable!("the empty lease compiles")),
+            budget: Budget::default(),
+            expires_at: None,
+            workspace: None,
+            tools: None,
+        }
+    }
+}
+
+pub(super) fn failure(code: &str, message: impl Into<String>) -> types::Failure {
+    types::Failure {
+        code: code.to_owned(),
+        message: message.into(),
+        retryable: code == "INTERNAL_ERROR",
+    }
+}
+
+fn denied(message: impl Into<String>) -> types::Failure {
+    failure("PERMISSION_DENIED", message)
+}
+
+impl Authority {
+    /// Expiry, then budgets: the checks every authority-bearing call makes first.
+    fn admit(&self) -> Result<(), types::Failure> {
+        if self.expires_at.is_some_and(|at| Instant::now() >= at) {
+            return Err(failure("LEASE_EXPIRED", "the job's lease has expired"));
+        }
+        if let Some(currency) = self.budget.exhausted() {
+            return Err(failure("BUDGET_EXHAUSTED", format!("the job's {currency} budget is exhausted")));
+        }
+        Ok(())
+    }
+
+    /// Resolves a job-visible path for `namespace`: lexical normalisation, the
+    /// lease's globs, then the real path on disk (symlinks followed) must still be
+    /// inside the workspace and granted.
+    fn resolve(&self, namespace: &str, path: &str, must_exist: bool) -> Result<PathBuf, types::Failure> {
+        let root = self
+            .workspace
+            .as_deref()
+            .ok_or_else(|| denied("this runtime has no workspace for fs.* operations"))?;
+        let visible = normalise_path(path).map_err(|why| denied(format!("path {path:?} {why}")))?;
+        if !self.matcher.allows(namespace, &visible) {
+            return Err(denied(format!("{namespace} does not grant {visible:?}")));
+        }
+        let joined = root.join(visible.trim_start_matches('/'));
+        let real = if must_exist || joined.exists() || joined.is_symlink() {
+            joined
+                .canonicalize()
+                .map_err(|e| failure("INVALID_REQUEST", format!("{visible:?}: {e}")))?
+        } else {
+            let parent = joined
+                .parent()
+                .ok_or_else(|| denied(format!("{visible:?} has no parent folder")))?
+                .canonicalize()
+                .map_err(|e| failure("INVALID_REQUEST", format!("folder of {visible:?}: {e}")))?;
+            parent.join(joined.file_name().unwrap_or_default())
+        };
+        let inside = real
+            .strip_prefix(root)
+            .map_err(|_| denied(format!("{visible:?} resolves outside the workspace")))?;
+        let real_visible = format!("/{}", inside.to_string_lossy());
+        if real_visible != visible && !self.matcher.allows(namespace, &real_visible) {
+            return Err(denied(format!("{visible:?} resolves to {real_visible:?}, which {namespace} does not grant")));
+        }
+        Ok(real)
+    }
+}
+
+/// Refuses anything but a plain file with one link: devices, fifos and hard links
+/// (which could alias a file outside the workspace) are never read or written.
+fn plain_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), types::Failure> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_file() {
+        return Err(denied(format!("{} is not a regular file", path.display())));
+    }
+    if meta.nlink() > 1 {
+        return Err(denied(format!("{} has several hard links", path.display())));
+    }
+    Ok(())
+}
+
+fn open_options(write: bool) -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    if write {
+        o.write(true).create(true).truncate(true);
+    } else {
+        o.read(true);
+    }
+    // The path was resolved already: never follow a symlink swapped in since.
+    o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    o
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, types::Failure> {
+    use std::io::Read;
+    let io = |e: std::io::Error| failure("INVALID_REQUEST", format!("{}: {e}", path.display()));
+    let file = open_options(false).open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    plain_file(path, &meta)?;
+    if meta.len() > MAX_READ_BYTES {
+        return Err(failure("INVALID_REQUEST", format!("file is {} bytes, over the {MAX_READ_BYTES}-byte limit", meta.len())));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_READ_BYTES).read_to_end(&mut buf).map_err(io)?;
+    Ok(buf)
+}
+
+fn write_file(path: &Path, data: &[u8]) -> Result<(), types::Failure> {
+    use std::io::Write;
+    let io = |e: std::io::Error| failure("INVALID_REQUEST", format!("{}: {e}", path.display()));
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        plain_file(path, &meta)?;
+    }
+    let mut file = open_options(true).open(path).map_err(io)?;
+    file.write_all(data).map_err(io)
+}
+
+impl JobState {
+    /// Reports a call and its outcome as `tool_call` / `tool_result` events around
+    /// `op`.
+    async fn reported<T, F>(&mut self, tool: &str, args: Value, summary: impl FnOnce(&T) -> Value, op: F) -> Result<T, types::Failure>
+    where
+        F: Future<Output = Result<T, types::Failure>>,
+    {
+        let call_id = crate::protocol::ids::prefixed("call");
+        self.send_event("tool_call", json!({"call_id": call_id, "tool": tool, "args": args})).await;
+        let outcome = op.await;
+        let body = match &outcome {
+            Ok(v) => json!({"call_id": call_id, "result": summary(v)}),
+            Err(f) => json!({"call_id": call_id, "error": {"code": f.code, "message": f.message}}),
+        };
+        self.send_event("tool_result", body).await;
+        outcome
+    }
+}
+
+impl capabilities::Host for JobState {
+    async fn read_file(&mut self, path: String) -> Result<Vec<u8>, types::Failure> {
+        let checked = self.authority.admit().and_then(|()| self.authority.resolve("fs.read", &path, true));
+        let op = async move {
+            let real = checked?;
+            tokio::task::spawn_blocking(move || read_file(&real))
+                .await
+                .map_err(|e| failure("INTERNAL_ERROR", e.to_string()))?
+        };
+        self.reported("fs.read", json!({"path": path}), |b: &Vec<u8>| json!({"bytes": b.len()}), op)
+            .await
+    }
+
+    async fn write_file(&mut self, path: String, data: Vec<u8>) -> Result<(), types::Failure> {
+        let checked = self.authority.admit().and_then(|()| self.authority.resolve("fs.write", &path, false));
+        let len = data.len();
+        let op = async move {
+            let real = checked?;
+            tokio::task::spawn_blocking(move || write_file(&real, &data))
+                .await
+                .map_err(|e| failure("INTERNAL_ERROR", e.to_string()))?
+        };
+        self.reported("fs.write", json!({"path": path, "bytes": len}), |_: &()| json!({"written": len}), op)
+            .await
+    }
+
+    async fn list_dir(&mut self, path: String) -> Result<Vec<String>, types::Failure> {
+        let admitted = self.authority.admit();
+        let root = self.authority.workspace.clone();
+        let visible = normalise_path(&path).map_err(|why| denied(format!("path {path:?} {why}")));
+        let matcher = self.authority.matcher.clone();
+        let list = move || {
+            admitted?;
+            let visible = visible?;
+            let root = root.ok_or_else(|| denied("this runtime has no workspace for fs.* operations"))?;
+            let dir = root.join(visible.trim_start_matches('/'));
+            let real = dir
+                .canonicalize()
+                .map_err(|e| failure("INVALID_REQUEST", format!("{visible:?}: {e}")))?;
+            if !real.starts_with(&root) {
+                return Err(denied(format!("{visible:?} resolves outside the workspace")));
+            }
+            let base = if visible == "/" { String::new() } else { visible.clone() };
+            let mut names = Vec::new();
+            let entries = std::fs::read_dir(&real).map_err(|e| failure("INVALID_REQUEST", format!("{visible:?}: {e}")))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                let child = format!("{base}/{name}");
+                // A folder is listed when anything beneath it may be read.
+                let allowed = matcher.allows("fs.read", &child)
+                    || (is_dir && matcher.allows("fs.read", &format!("{child}/")));
+                if allowed {
+                    names.push(if is_dir { format!("{name}/") } else { name });
+                }
+            }
+            if names.is_empty() && !matcher.allows("fs.read", &visible) {
+                return Err(denied(format!("fs.read does not grant {visible:?}")));
+            }
+            names.sort();
+            Ok(names)
+        };
+        let op = async move {
+            tokio::task::spawn_blocking(list)
+                .await
+                .map_err(|e| failure("INTERNAL_ERROR", e.to_string()))?
+        };
+        self.reported("fs.list", json!({"path": path}), |n: &Vec<String>| json!({"entries": n.len()}), op)
+            .await
+    }
+
+    async fn call_tool(&mut self, name: String, args_json: String) -> Result<String, types::Failure> {
+        let admitted = self.authority.admit().and_then(|()| {
+            if self.authority.matcher.allows("tool.call", &name) {
+                Ok(())
+            } else {
+                Err(denied(format!("tool.call does not grant {name:?}")))
+            }
+        });
+        let tools = self.authority.tools.clone();
+        let args: Value = serde_json::from_str(&args_json).unwrap_or(Value::String(args_json.clone()));
+        let tool = name.clone();
+        let op = async move {
+            admitted?;
+            let tools = tools.ok_or_else(|| failure("INVALID_REQUEST", "this runtime has no tools"))?;
+            serde_json::from_str::<Value>(&args_json)
+                .map_err(|e| failure("INVALID_REQUEST", format!("tool arguments are not JSON: {e}")))?;
+            tools.call(tool, args_json).await
+        };
+        let summary = |out: &String| serde_json::from_str::<Value>(out).unwrap_or(Value::Null);
+        self.reported(&name, args, summary, op).await
+    }
+}
