@@ -37,6 +37,8 @@ pub struct Config {
     pub workspace: Option<PathBuf>,
     /// `[tools.NAME]`: tools plugins may call through `tool.call`.
     pub tools: BTreeMap<String, ToolConfig>,
+    /// `[net]`: outgoing HTTP for `net.fetch`.
+    pub net: NetConfig,
     /// `[limits]`.
     pub limits: Limits,
     /// The principal of a peer whose token matches none (only for stdio with no
@@ -44,6 +46,29 @@ pub struct Config {
     /// the file.
     #[serde(skip)]
     pub anonymous_principal: Option<String>,
+}
+
+/// Outgoing HTTP (`[net]` table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetConfig {
+    /// `allow_private`: let jobs reach loopback, private and link-local addresses
+    /// (default false).
+    pub allow_private: bool,
+    /// `max_response_mib`: cap on a response body (default 8).
+    pub max_response_mib: usize,
+    /// `timeout_sec`: per request (default 30).
+    pub timeout_sec: u64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            allow_private: false,
+            max_response_mib: 8,
+            timeout_sec: 30,
+        }
+    }
 }
 
 /// One operator-registered tool (`[tools.NAME]`).
@@ -98,6 +123,7 @@ impl Default for Config {
             idempotency_ttl_sec: 86_400,
             workspace: None,
             tools: BTreeMap::new(),
+            net: NetConfig::default(),
             limits: Limits::default(),
             anonymous_principal: None,
         }
@@ -127,7 +153,10 @@ impl Config {
         let mut cfg: Config = toml::from_str(&text)
             .with_context(|| format!("parsing config file {}", path.display()))?;
         if let Some(base) = path.parent() {
-            for p in [&mut cfg.plugins, &mut cfg.data].into_iter().chain(cfg.workspace.as_mut()) {
+            for p in [&mut cfg.plugins, &mut cfg.data]
+                .into_iter()
+                .chain(cfg.workspace.as_mut())
+            {
                 if p.is_relative() {
                     *p = base.join(&*p);
                 }

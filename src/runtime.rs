@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::jobs::JobManager;
 use crate::plugins::Registry;
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::sandbox::{NetClient, NetPolicy, Sandbox, SandboxConfig};
 use crate::session::SessionState;
 use crate::store::{MemoryStore, SqliteStore, Store};
 use anyhow::Context as _;
@@ -27,6 +27,8 @@ pub struct Runtime {
     pub store: Arc<dyn Store>,
     /// Jobs.
     pub jobs: Arc<JobManager>,
+    /// The HTTP client of `net.fetch`.
+    pub net: Arc<NetClient>,
     sessions: Mutex<HashMap<String, Arc<SessionState>>>,
 }
 
@@ -37,9 +39,13 @@ impl Runtime {
         config.validate()?;
         let mut config = config;
         if let Some(ws) = &config.workspace {
-            std::fs::create_dir_all(ws).with_context(|| format!("creating workspace {}", ws.display()))?;
+            std::fs::create_dir_all(ws)
+                .with_context(|| format!("creating workspace {}", ws.display()))?;
             // Canonical, so that resolved paths can be compared with it.
-            config.workspace = Some(ws.canonicalize().with_context(|| format!("workspace {}", ws.display()))?);
+            config.workspace = Some(
+                ws.canonicalize()
+                    .with_context(|| format!("workspace {}", ws.display()))?,
+            );
         }
         let config = Arc::new(config);
         let sandbox = Arc::new(Sandbox::new(SandboxConfig {
@@ -60,11 +66,18 @@ impl Runtime {
             cache_dir,
         ));
         registry.rescan();
+        let net = NetClient::new(NetPolicy {
+            allow_private: config.net.allow_private,
+            max_response_bytes: config.net.max_response_mib.saturating_mul(1 << 20),
+            timeout: Duration::from_secs(config.net.timeout_sec),
+            max_redirects: 5,
+        })?;
         let jobs = Arc::new(JobManager::new(
             config.clone(),
             sandbox.clone(),
             registry.clone(),
             store.clone(),
+            net.clone(),
         ));
         Ok(Arc::new(Runtime {
             config,
@@ -72,6 +85,7 @@ impl Runtime {
             registry,
             store,
             jobs,
+            net,
             sessions: Mutex::new(HashMap::new()),
         }))
     }

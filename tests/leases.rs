@@ -26,16 +26,28 @@ fn setup() -> Setup {
     let outside = dir.path().join("outside.txt");
     std::fs::write(&outside, "host secret").unwrap();
     std::os::unix::fs::symlink(&outside, workspace.join("docs/escape.txt")).unwrap();
-    std::os::unix::fs::symlink(workspace.join("private"), workspace.join("docs/private-link")).unwrap();
+    std::os::unix::fs::symlink(
+        workspace.join("private"),
+        workspace.join("docs/private-link"),
+    )
+    .unwrap();
     std::fs::hard_link(&outside, workspace.join("docs/hard.txt")).unwrap();
     let cfg = dir.path().join("arcp.toml");
     std::fs::write(
         &cfg,
-        format!("workspace = {:?}\n[tools.meter]\nplugin = \"echo@1.0.0\"\n", workspace.to_str().unwrap()),
+        format!(
+            "workspace = {:?}\n[tools.meter]\nplugin = \"echo@1.0.0\"\n",
+            workspace.to_str().unwrap()
+        ),
     )
     .unwrap();
     let host = Host::start(&bundled_plugins(), &["--config", cfg.to_str().unwrap()]);
-    Setup { _dir: dir, host, workspace, outside }
+    Setup {
+        _dir: dir,
+        host,
+        workspace,
+        outside,
+    }
 }
 
 async fn run(c: &mut Client, submit: Value) -> Vec<Value> {
@@ -45,15 +57,23 @@ async fn run(c: &mut Client, submit: Value) -> Vec<Value> {
 }
 
 fn events_of(frames: &[Value], kind: &str) -> Vec<Value> {
-    frames.iter().filter(|f| f["payload"]["kind"] == kind).map(|f| f["payload"]["body"].clone()).collect()
+    frames
+        .iter()
+        .filter(|f| f["payload"]["kind"] == kind)
+        .map(|f| f["payload"]["body"].clone())
+        .collect()
 }
 
 #[tokio::test]
 async fn fs_read_is_granted_by_glob_and_reported_as_tool_events() {
     let s = setup();
     let mut c = Client::connect(&s.host.url, TOKEN).await;
-    let frames = run(&mut c, json!({"agent": "reader", "input": {"path": "docs/deep/../a.txt"},
-        "lease_request": {"fs.read": ["/docs/**"]}})).await;
+    let frames = run(
+        &mut c,
+        json!({"agent": "reader", "input": {"path": "docs/deep/../a.txt"},
+        "lease_request": {"fs.read": ["/docs/**"]}}),
+    )
+    .await;
     let last = frames.last().unwrap();
     assert_eq!(last["payload"]["result"]["text"], "alpha", "{last}");
     let calls = events_of(&frames, "tool_call");
@@ -74,18 +94,34 @@ async fn paths_outside_the_grant_are_permission_denied() {
         ("docs/deep/b.txt", "* stays within one folder"),
         ("../outside.txt", ".. above the root"),
         ("docs/escape.txt", "a symlink leading out of the workspace"),
-        ("docs/private-link/secret.txt", "a symlink to a folder the lease does not grant"),
+        (
+            "docs/private-link/secret.txt",
+            "a symlink to a folder the lease does not grant",
+        ),
         ("docs/hard.txt", "a hard link"),
-        (s.outside.to_str().unwrap(), "an absolute host path is workspace-relative"),
+        (
+            s.outside.to_str().unwrap(),
+            "an absolute host path is workspace-relative",
+        ),
     ] {
-        let frames = run(&mut c, json!({"agent": "reader", "input": {"path": path}, "lease_request": lease})).await;
+        let frames = run(
+            &mut c,
+            json!({"agent": "reader", "input": {"path": path}, "lease_request": lease}),
+        )
+        .await;
         let last = frames.last().unwrap();
         assert_eq!(last["type"], "job.error", "{why}: {last}");
         let code = last["payload"]["code"].as_str().unwrap();
-        assert!(code == "PERMISSION_DENIED" || code == "INVALID_REQUEST", "{why}: {last}");
+        assert!(
+            code == "PERMISSION_DENIED" || code == "INVALID_REQUEST",
+            "{why}: {last}"
+        );
         assert!(!last.to_string().contains("host secret"), "{why}");
         let results = events_of(&frames, "tool_result");
-        assert!(results[0]["error"]["code"].is_string(), "{why}: refusals are reported too");
+        assert!(
+            results[0]["error"]["code"].is_string(),
+            "{why}: refusals are reported too"
+        );
     }
     // The host file was never touched.
     assert_eq!(std::fs::read_to_string(&s.outside).unwrap(), "host secret");
@@ -96,47 +132,77 @@ async fn paths_outside_the_grant_are_permission_denied() {
 async fn an_empty_lease_grants_no_files() {
     let s = setup();
     let mut c = Client::connect(&s.host.url, TOKEN).await;
-    let frames = run(&mut c, json!({"agent": "reader", "input": {"path": "docs/a.txt"}})).await;
-    assert_eq!(frames.last().unwrap()["payload"]["code"], "PERMISSION_DENIED");
+    let frames = run(
+        &mut c,
+        json!({"agent": "reader", "input": {"path": "docs/a.txt"}}),
+    )
+    .await;
+    assert_eq!(
+        frames.last().unwrap()["payload"]["code"],
+        "PERMISSION_DENIED"
+    );
 }
 
 #[tokio::test]
 async fn a_budget_is_spent_to_the_cent_then_budget_exhausted() {
     let s = setup();
     let mut c = Client::connect(&s.host.url, TOKEN).await;
-    let frames = run(&mut c, json!({"agent": "spender",
+    let frames = run(
+        &mut c,
+        json!({"agent": "spender",
         "input": {"cost_per_call": 0.3, "currency": "USD", "max_calls": 10},
-        "lease_request": {"tool.call": ["meter"], "cost.budget": ["USD:1.00"]}})).await;
+        "lease_request": {"tool.call": ["meter"], "cost.budget": ["USD:1.00"]}}),
+    )
+    .await;
     let remaining: Vec<f64> = events_of(&frames, "metric")
         .iter()
         .filter(|m| m["name"] == "cost.budget.remaining")
         .map(|m| m["value"].as_f64().unwrap())
         .collect();
-    assert_eq!(remaining, [0.7, 0.4, 0.1, -0.2], "decimal arithmetic, no float drift");
+    assert_eq!(
+        remaining,
+        [0.7, 0.4, 0.1, -0.2],
+        "decimal arithmetic, no float drift"
+    );
     let last = frames.last().unwrap();
     assert_eq!(last["type"], "job.error", "{last}");
     assert_eq!(last["payload"]["code"], "BUDGET_EXHAUSTED");
     assert_eq!(last["payload"]["retryable"], false);
-    assert_eq!(events_of(&frames, "tool_call").len(), 5, "four paid calls, the fifth refused");
+    assert_eq!(
+        events_of(&frames, "tool_call").len(),
+        5,
+        "four paid calls, the fifth refused"
+    );
 }
 
 #[tokio::test]
 async fn a_tool_the_lease_does_not_grant_is_refused() {
     let s = setup();
     let mut c = Client::connect(&s.host.url, TOKEN).await;
-    let frames = run(&mut c, json!({"agent": "spender",
+    let frames = run(
+        &mut c,
+        json!({"agent": "spender",
         "input": {"cost_per_call": 0.1, "max_calls": 2},
-        "lease_request": {"tool.call": ["other-*"]}})).await;
-    assert_eq!(frames.last().unwrap()["payload"]["code"], "PERMISSION_DENIED");
+        "lease_request": {"tool.call": ["other-*"]}}),
+    )
+    .await;
+    assert_eq!(
+        frames.last().unwrap()["payload"]["code"],
+        "PERMISSION_DENIED"
+    );
 }
 
 #[tokio::test]
 async fn a_granted_tool_runs_in_its_own_sandbox() {
     let s = setup();
     let mut c = Client::connect(&s.host.url, TOKEN).await;
-    let frames = run(&mut c, json!({"agent": "spender",
+    let frames = run(
+        &mut c,
+        json!({"agent": "spender",
         "input": {"cost_per_call": 0.1, "max_calls": 2},
-        "lease_request": {"tool.call": ["me*"]}})).await;
+        "lease_request": {"tool.call": ["me*"]}}),
+    )
+    .await;
     let last = frames.last().unwrap();
     assert_eq!(last["payload"]["result"], json!({"calls": 2}), "{last}");
     let results = events_of(&frames, "tool_result");

@@ -13,14 +13,14 @@ mod tools;
 use crate::config::Config;
 use crate::error::{ArcpError, ErrorCode};
 use crate::lease::{self, Lease};
+use crate::lease::{Budget, LeaseMatcher};
 use crate::plugins::{Plugin, Registry};
 use crate::protocol::{
     AcceptedPayload, CancelPayload, CancelledPayload, Envelope, EventPayload, JobListEntry,
     ListJobsPayload, Outbound, SubmitPayload, SubscribePayload, SubscribedPayload,
     UnsubscribePayload, ids, now_rfc3339,
 };
-use crate::lease::{Budget, LeaseMatcher};
-use crate::sandbox::{Authority, JobInfo, JobSink, JobSpec, Sandbox};
+use crate::sandbox::{Authority, JobInfo, JobSink, JobSpec, NetClient, Sandbox};
 use crate::session::Outbox;
 use crate::store::{JobRecord, Store};
 use serde_json::Value;
@@ -214,6 +214,7 @@ pub struct JobManager {
     sandbox: Arc<Sandbox>,
     registry: Arc<Registry>,
     store: Arc<dyn Store>,
+    net: Arc<NetClient>,
     jobs: Mutex<HashMap<String, Arc<Job>>>,
     /// (principal, key) → what was submitted, the job it started, and when.
     idempotency: Mutex<HashMap<(String, String), IdempotencyEntry>>,
@@ -226,12 +227,14 @@ impl JobManager {
         sandbox: Arc<Sandbox>,
         registry: Arc<Registry>,
         store: Arc<dyn Store>,
+        net: Arc<NetClient>,
     ) -> Self {
         JobManager {
             config,
             sandbox,
             registry,
             store,
+            net,
             jobs: Mutex::new(HashMap::new()),
             idempotency: Mutex::new(HashMap::new()),
         }
@@ -407,7 +410,8 @@ impl JobManager {
             matcher: LeaseMatcher::new(&job.lease)?,
             budget: Budget::new(&job.lease),
             expires_at: expires_at.map(|at| {
-                std::time::Instant::now() + (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)
+                std::time::Instant::now()
+                    + (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)
             }),
             workspace: self.config.workspace.clone(),
             tools: Some(Arc::new(tools::PluginTools {
@@ -418,6 +422,7 @@ impl JobManager {
                 job_id: job_id.clone(),
                 trace_id: trace_id.clone(),
             })),
+            net: Some(self.net.clone()),
         };
         let spec = JobSpec {
             info: JobInfo {

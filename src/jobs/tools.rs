@@ -3,7 +3,9 @@
 
 use crate::config::ToolConfig;
 use crate::plugins::Registry;
-use crate::sandbox::{Authority, Failure, JobInfo, JobSink, JobSpec, RunOutcome, Sandbox, ToolRunner};
+use crate::sandbox::{
+    Authority, Failure, JobInfo, JobSink, JobSpec, RunOutcome, Sandbox, ToolRunner,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -39,7 +41,11 @@ fn failure(code: &str, message: String) -> Failure {
 }
 
 impl ToolRunner for PluginTools {
-    fn call(&self, name: String, args_json: String) -> Pin<Box<dyn Future<Output = Result<String, Failure>> + Send>> {
+    fn call(
+        &self,
+        name: String,
+        args_json: String,
+    ) -> Pin<Box<dyn Future<Output = Result<String, Failure>> + Send>> {
         let tool = self.tools.get(&name).cloned();
         let registry = self.registry.clone();
         let sandbox = self.sandbox.clone();
@@ -51,7 +57,12 @@ impl ToolRunner for PluginTools {
             parent_job_id: None,
         };
         Box::pin(async move {
-            let tool = tool.ok_or_else(|| failure("INVALID_REQUEST", format!("no tool named {name:?} is registered")))?;
+            let tool = tool.ok_or_else(|| {
+                failure(
+                    "INVALID_REQUEST",
+                    format!("no tool named {name:?} is registered"),
+                )
+            })?;
             let plugin = registry
                 .inventory()
                 .resolve(&tool.plugin)
@@ -66,14 +77,21 @@ impl ToolRunner for PluginTools {
                 authority: Authority::none(),
             };
             match sandbox.run(&plugin.agent, spec, Arc::new(Quiet)).await {
-                RunOutcome::Success { output, stream: None } => Ok(output),
-                RunOutcome::Success { stream: Some(_), .. } => {
-                    Err(failure("INTERNAL_ERROR", format!("tool {name:?} streamed a result; tools must return theirs")))
-                }
+                RunOutcome::Success {
+                    output,
+                    stream: None,
+                } => Ok(output),
+                RunOutcome::Success {
+                    stream: Some(_), ..
+                } => Err(failure(
+                    "INTERNAL_ERROR",
+                    format!("tool {name:?} streamed a result; tools must return theirs"),
+                )),
                 RunOutcome::Failed(f) => Err(f),
-                RunOutcome::Trapped(msg) | RunOutcome::InstantiationFailed(msg) => {
-                    Err(failure("INTERNAL_ERROR", format!("tool {name:?} failed: {msg}")))
-                }
+                RunOutcome::Trapped(msg) | RunOutcome::InstantiationFailed(msg) => Err(failure(
+                    "INTERNAL_ERROR",
+                    format!("tool {name:?} failed: {msg}"),
+                )),
             }
         })
     }

@@ -65,11 +65,17 @@ impl Budget {
             return Charge::Refused(format!("cost metric {name:?} has no unit (currency)"));
         };
         let Some(left) = self.remaining.get_mut(unit) else {
-            return Charge::Refused(format!("cost metric {name:?} is in {unit:?}, which this job has no budget in"));
+            return Charge::Refused(format!(
+                "cost metric {name:?} is in {unit:?}, which this job has no budget in"
+            ));
         };
         let amount = match Decimal::from_f64(value) {
             Some(a) if a >= Decimal::ZERO => a,
-            _ => return Charge::Refused(format!("cost metric {name:?} has an invalid amount {value}")),
+            _ => {
+                return Charge::Refused(format!(
+                    "cost metric {name:?} has an invalid amount {value}"
+                ));
+            }
         };
         *left -= amount;
         Charge::Charged {
@@ -93,7 +99,10 @@ mod tests {
     fn charges_are_exact_to_the_cent() {
         let mut b = budget(json!({"cost.budget": ["USD:0.30"]}));
         for _ in 0..3 {
-            assert!(matches!(b.charge_metric("cost.inference", 0.1, Some("USD")), Charge::Charged { .. }));
+            assert!(matches!(
+                b.charge_metric("cost.inference", 0.1, Some("USD")),
+                Charge::Charged { .. }
+            ));
         }
         // 0.1 three times is exactly 0.30 in decimal (it is not in binary floating point).
         assert_eq!(b.remaining()["USD"], Decimal::ZERO);
@@ -103,14 +112,32 @@ mod tests {
     #[test]
     fn telemetry_and_unbudgeted_metrics_are_not_charges() {
         let mut b = budget(json!({"cost.budget": ["USD:1"]}));
-        assert_eq!(b.charge_metric("latency", 5.0, Some("ms")), Charge::NotACharge);
-        assert_eq!(b.charge_metric("cost.budget.remaining", 0.5, Some("USD")), Charge::NotACharge);
-        assert!(matches!(b.charge_metric("cost.x", 1.0, Some("EUR")), Charge::Refused(_)));
-        assert!(matches!(b.charge_metric("cost.x", -1.0, Some("USD")), Charge::Refused(_)));
-        assert!(matches!(b.charge_metric("cost.x", 1.0, None), Charge::Refused(_)));
+        assert_eq!(
+            b.charge_metric("latency", 5.0, Some("ms")),
+            Charge::NotACharge
+        );
+        assert_eq!(
+            b.charge_metric("cost.budget.remaining", 0.5, Some("USD")),
+            Charge::NotACharge
+        );
+        assert!(matches!(
+            b.charge_metric("cost.x", 1.0, Some("EUR")),
+            Charge::Refused(_)
+        ));
+        assert!(matches!(
+            b.charge_metric("cost.x", -1.0, Some("USD")),
+            Charge::Refused(_)
+        ));
+        assert!(matches!(
+            b.charge_metric("cost.x", 1.0, None),
+            Charge::Refused(_)
+        ));
         assert_eq!(b.remaining()["USD"], Decimal::from_str("1").unwrap());
         let mut none = budget(json!({}));
-        assert_eq!(none.charge_metric("cost.x", 1.0, Some("USD")), Charge::NotACharge);
+        assert_eq!(
+            none.charge_metric("cost.x", 1.0, Some("USD")),
+            Charge::NotACharge
+        );
     }
 
     #[test]

@@ -16,19 +16,99 @@ pub const NAME_NAMESPACES: [&str; 3] = ["tool.call", "agent.delegate", "model.us
 pub fn compile_pattern(namespace: &str, pattern: &str) -> Result<Glob, ArcpError> {
     let glob = if PATH_NAMESPACES.contains(&namespace) {
         let normalised = normalise_path(pattern).map_err(|why| {
-            ArcpError::invalid(format!("lease_request[{namespace:?}]: pattern {pattern:?} {why}"))
+            ArcpError::invalid(format!(
+                "lease_request[{namespace:?}]: pattern {pattern:?} {why}"
+            ))
         })?;
-        GlobBuilder::new(&normalised).literal_separator(true).build()
+        GlobBuilder::new(&normalised)
+            .literal_separator(true)
+            .build()
     } else {
         GlobBuilder::new(pattern).literal_separator(false).build()
     };
-    glob.map_err(|e| ArcpError::invalid(format!("lease_request[{namespace:?}]: malformed pattern {pattern:?}: {e}")))
+    glob.map_err(|e| {
+        ArcpError::invalid(format!(
+            "lease_request[{namespace:?}]: malformed pattern {pattern:?}: {e}"
+        ))
+    })
+}
+
+/// A `net.fetch` pattern: `scheme://host[:port][/path-glob]`. The host may use
+/// globs (`*.example.com`); without a port only the scheme's default port matches,
+/// `:*` matches any port; without a path every path matches.
+#[derive(Debug, Clone)]
+pub struct UrlPattern {
+    scheme: String,
+    host: globset::GlobMatcher,
+    /// `None` = any port.
+    port: Option<u16>,
+    path: globset::GlobMatcher,
+}
+
+impl UrlPattern {
+    /// Parses a pattern; the error says what is wrong.
+    pub fn parse(pattern: &str) -> Result<UrlPattern, String> {
+        let (scheme, rest) = pattern
+            .split_once("://")
+            .ok_or("expected scheme://host[/path]")?;
+        if !matches!(scheme, "http" | "https") {
+            return Err(format!("scheme {scheme:?} is not http or https"));
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/**"),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err("host must be non-empty and carry no user info".into());
+        }
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, "*")) => (h, None),
+            Some((h, p)) if !p.contains(']') => (
+                h,
+                Some(
+                    p.parse::<u16>()
+                        .map_err(|_| format!("port {p:?} is not a number"))?,
+                ),
+            ),
+            _ => (authority, Some(default_port)),
+        };
+        let host = GlobBuilder::new(&host.to_ascii_lowercase())
+            .literal_separator(false)
+            .build()
+            .map_err(|e| e.to_string())?
+            .compile_matcher();
+        let path = GlobBuilder::new(path)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| e.to_string())?
+            .compile_matcher();
+        Ok(UrlPattern {
+            scheme: scheme.to_owned(),
+            host,
+            port,
+            path,
+        })
+    }
+
+    /// Whether `url` matches.
+    pub fn matches(&self, url: &url::Url) -> bool {
+        url.scheme() == self.scheme
+            && url
+                .host_str()
+                .is_some_and(|h| self.host.is_match(h.to_ascii_lowercase()))
+            && self
+                .port
+                .is_none_or(|p| url.port_or_known_default() == Some(p))
+            && self.path.is_match(url.path())
+    }
 }
 
 /// The lease's glob namespaces, compiled for matching.
 #[derive(Debug, Clone)]
 pub struct LeaseMatcher {
     sets: Vec<(String, GlobSet)>,
+    urls: Vec<UrlPattern>,
 }
 
 impl LeaseMatcher {
@@ -46,7 +126,23 @@ impl LeaseMatcher {
                 .map_err(|e| ArcpError::invalid(format!("lease_request[{ns:?}]: {e}")))?;
             sets.push(((*ns).to_owned(), set));
         }
-        Ok(LeaseMatcher { sets })
+        let urls = lease
+            .patterns("net.fetch")
+            .iter()
+            .map(|p| {
+                UrlPattern::parse(p).map_err(|why| {
+                    ArcpError::invalid(format!(
+                        "lease_request[\"net.fetch\"]: pattern {p:?}: {why}"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(LeaseMatcher { sets, urls })
+    }
+
+    /// Whether `net.fetch` grants `url` (scheme, host, port and path).
+    pub fn allows_url(&self, url: &url::Url) -> bool {
+        self.urls.iter().any(|p| p.matches(url))
     }
 
     /// Whether `candidate` is granted in `namespace`. Paths must already be
@@ -111,7 +207,10 @@ mod tests {
         assert!(!m.allows("fs.read", "/data/sub/a.txt"));
         assert!(m.allows("fs.read", "/docs/x/y/z.md"));
         assert!(!m.allows("fs.read", "/etc/passwd"));
-        assert!(!m.allows("fs.write", "/data/a.txt"), "fs.read grants no writes");
+        assert!(
+            !m.allows("fs.write", "/data/a.txt"),
+            "fs.read grants no writes"
+        );
     }
 
     #[test]
@@ -121,6 +220,29 @@ mod tests {
         assert!(!m.allows("tool.call", "shell"));
         assert!(m.allows("model.use", "tier-fast/small"));
         assert!(!m.allows("model.use", "tier-slow/big"));
+    }
+
+    #[test]
+    fn urls_match_on_scheme_host_port_and_path() {
+        let m = matcher(
+            json!({"net.fetch": ["https://api.example.com/v1/**", "http://*.local:8080", "http://127.0.0.1:*/x"]}),
+        );
+        let ok = |u: &str| m.allows_url(&url::Url::parse(u).unwrap());
+        assert!(ok("https://api.example.com/v1/users/1?q=2"));
+        assert!(ok("https://API.example.com/v1/a"));
+        assert!(!ok("http://api.example.com/v1/a"), "scheme");
+        assert!(!ok("https://api.example.com:8443/v1/a"), "port");
+        assert!(!ok("https://api.example.com/v2/a"), "path");
+        assert!(!ok("https://evil.com/v1/a"), "host");
+        assert!(!ok("https://api.example.com.evil.com/v1/a"), "host suffix");
+        assert!(ok("http://box.local:8080/anything/at/all"));
+        assert!(!ok("http://box.local/anything"), "default port is not 8080");
+        assert!(ok("http://127.0.0.1:9999/x"), "any port");
+        assert!(!ok("http://127.0.0.1:9999/y"));
+        let bad = json!({"net.fetch": ["ftp://x"]});
+        assert!(Lease::from_request(Some(bad.as_object().unwrap())).is_err());
+        let bad = json!({"net.fetch": ["example.com"]});
+        assert!(Lease::from_request(Some(bad.as_object().unwrap())).is_err());
     }
 
     #[test]

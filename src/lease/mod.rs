@@ -9,7 +9,7 @@ mod budget;
 mod matching;
 
 pub use budget::{Budget, Charge};
-pub use matching::{LeaseMatcher, NAME_NAMESPACES, PATH_NAMESPACES, normalise_path};
+pub use matching::{LeaseMatcher, NAME_NAMESPACES, PATH_NAMESPACES, UrlPattern, normalise_path};
 
 use crate::error::ArcpError;
 use chrono::{DateTime, Utc};
@@ -67,8 +67,17 @@ impl Lease {
                         "lease_request[{namespace:?}]: malformed pattern {p:?}"
                     )));
                 }
-                if PATH_NAMESPACES.contains(&namespace.as_str()) || NAME_NAMESPACES.contains(&namespace.as_str()) {
+                if PATH_NAMESPACES.contains(&namespace.as_str())
+                    || NAME_NAMESPACES.contains(&namespace.as_str())
+                {
                     matching::compile_pattern(namespace, p)?;
+                }
+                if namespace == "net.fetch" {
+                    UrlPattern::parse(p).map_err(|why| {
+                        ArcpError::invalid(format!(
+                            "lease_request[\"net.fetch\"]: pattern {p:?}: {why}"
+                        ))
+                    })?;
                 }
                 if namespace == "cost.budget" {
                     BudgetAmount::parse(p).map_err(|why| {
@@ -246,8 +255,10 @@ mod tests {
 
     #[test]
     fn ceiling_drops_namespaces_the_plugin_may_not_use() {
-        let lease =
-            Lease::from_request(Some(&req(json!({"fs.read": ["a"], "net.fetch": ["b"]})))).unwrap();
+        let lease = Lease::from_request(Some(&req(
+            json!({"fs.read": ["a"], "net.fetch": ["https://b"]}),
+        )))
+        .unwrap();
         let eff = lease.restricted_to(Some(&["fs.read".to_owned()]));
         assert_eq!(eff.patterns("fs.read"), ["a"]);
         assert!(eff.patterns("net.fetch").is_empty());

@@ -7,6 +7,7 @@
 
 use super::arcp::agent::{capabilities, types};
 use super::host::JobState;
+use super::net::NetClient;
 use crate::lease::{Budget, LeaseMatcher, normalise_path};
 use serde_json::{Value, json};
 use std::future::Future;
@@ -22,7 +23,11 @@ pub const MAX_READ_BYTES: u64 = 16 << 20;
 /// (it needs the plugin registry).
 pub trait ToolRunner: Send + Sync + 'static {
     /// Calls tool `name` with JSON arguments; its JSON result or a failure.
-    fn call(&self, name: String, args_json: String) -> Pin<Box<dyn Future<Output = Result<String, types::Failure>> + Send>>;
+    fn call(
+        &self,
+        name: String,
+        args_json: String,
+    ) -> Pin<Box<dyn Future<Output = Result<String, types::Failure>> + Send>>;
 }
 
 /// What a job may do outside its sandbox.
@@ -37,17 +42,21 @@ pub struct Authority {
     pub workspace: Option<PathBuf>,
     /// The tools for `tool.call`.
     pub tools: Option<Arc<dyn ToolRunner>>,
+    /// The HTTP client for `net.fetch`.
+    pub net: Option<Arc<NetClient>>,
 }
 
 impl Authority {
     /// An authority that grants nothing (tools run with it).
     pub fn none() -> Authority {
         Authority {
-            matcher: LeaseMatcher::new(&crate::lease::Lease::default()).unwrap_or_else(|_| unreachable!("the empty lease compiles")),
+            matcher: LeaseMatcher::new(&crate::lease::Lease::default())
+                .unwrap_or_else(|_| unreachable!("the empty lease compiles")),
             budget: Budget::default(),
             expires_at: None,
             workspace: None,
             tools: None,
+            net: None,
         }
     }
 }
@@ -71,7 +80,10 @@ impl Authority {
             return Err(failure("LEASE_EXPIRED", "the job's lease has expired"));
         }
         if let Some(currency) = self.budget.exhausted() {
-            return Err(failure("BUDGET_EXHAUSTED", format!("the job's {currency} budget is exhausted")));
+            return Err(failure(
+                "BUDGET_EXHAUSTED",
+                format!("the job's {currency} budget is exhausted"),
+            ));
         }
         Ok(())
     }
@@ -79,7 +91,12 @@ impl Authority {
     /// Resolves a job-visible path for `namespace`: lexical normalisation, the
     /// lease's globs, then the real path on disk (symlinks followed) must still be
     /// inside the workspace and granted.
-    fn resolve(&self, namespace: &str, path: &str, must_exist: bool) -> Result<PathBuf, types::Failure> {
+    fn resolve(
+        &self,
+        namespace: &str,
+        path: &str,
+        must_exist: bool,
+    ) -> Result<PathBuf, types::Failure> {
         let root = self
             .workspace
             .as_deref()
@@ -106,7 +123,9 @@ impl Authority {
             .map_err(|_| denied(format!("{visible:?} resolves outside the workspace")))?;
         let real_visible = format!("/{}", inside.to_string_lossy());
         if real_visible != visible && !self.matcher.allows(namespace, &real_visible) {
-            return Err(denied(format!("{visible:?} resolves to {real_visible:?}, which {namespace} does not grant")));
+            return Err(denied(format!(
+                "{visible:?} resolves to {real_visible:?}, which {namespace} does not grant"
+            )));
         }
         Ok(real)
     }
@@ -145,10 +164,18 @@ fn read_file(path: &Path) -> Result<Vec<u8>, types::Failure> {
     let meta = file.metadata().map_err(io)?;
     plain_file(path, &meta)?;
     if meta.len() > MAX_READ_BYTES {
-        return Err(failure("INVALID_REQUEST", format!("file is {} bytes, over the {MAX_READ_BYTES}-byte limit", meta.len())));
+        return Err(failure(
+            "INVALID_REQUEST",
+            format!(
+                "file is {} bytes, over the {MAX_READ_BYTES}-byte limit",
+                meta.len()
+            ),
+        ));
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_READ_BYTES).read_to_end(&mut buf).map_err(io)?;
+    file.take(MAX_READ_BYTES)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
     Ok(buf)
 }
 
@@ -165,12 +192,22 @@ fn write_file(path: &Path, data: &[u8]) -> Result<(), types::Failure> {
 impl JobState {
     /// Reports a call and its outcome as `tool_call` / `tool_result` events around
     /// `op`.
-    async fn reported<T, F>(&mut self, tool: &str, args: Value, summary: impl FnOnce(&T) -> Value, op: F) -> Result<T, types::Failure>
+    async fn reported<T, F>(
+        &mut self,
+        tool: &str,
+        args: Value,
+        summary: impl FnOnce(&T) -> Value,
+        op: F,
+    ) -> Result<T, types::Failure>
     where
         F: Future<Output = Result<T, types::Failure>>,
     {
         let call_id = crate::protocol::ids::prefixed("call");
-        self.send_event("tool_call", json!({"call_id": call_id, "tool": tool, "args": args})).await;
+        self.send_event(
+            "tool_call",
+            json!({"call_id": call_id, "tool": tool, "args": args}),
+        )
+        .await;
         let outcome = op.await;
         let body = match &outcome {
             Ok(v) => json!({"call_id": call_id, "result": summary(v)}),
@@ -181,21 +218,154 @@ impl JobState {
     }
 }
 
+/// `net.fetch` with every hop checked: the lease's URL patterns, then the address
+/// policy (literal IPs here, names in the resolver).
+async fn fetch(
+    net: &NetClient,
+    matcher: &LeaseMatcher,
+    url: &str,
+    method: &str,
+    headers: Vec<(String, String)>,
+    mut body: Option<Vec<u8>>,
+) -> Result<capabilities::HttpResponse, types::Failure> {
+    let invalid = |m: String| failure("INVALID_REQUEST", m);
+    let mut url = url::Url::parse(url).map_err(|e| invalid(format!("URL {url:?}: {e}")))?;
+    let mut method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| invalid(format!("method {method:?} is not an HTTP method")))?;
+    for hop in 0..=net.policy.max_redirects {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(format!("scheme of {url} is not http or https")));
+        }
+        if !matcher.allows_url(&url) {
+            return Err(denied(format!("net.fetch does not grant {url}")));
+        }
+        net.check_literal(&url).map_err(denied)?;
+        let mut req = net.client.request(method.clone(), url.clone());
+        for (k, v) in &headers {
+            // The host sets Host itself: a plugin cannot aim at another virtual host.
+            if !k.eq_ignore_ascii_case("host") {
+                req = req.header(k.as_str(), v.as_str());
+            }
+        }
+        if let Some(b) = &body {
+            req = req.body(b.clone());
+        }
+        let mut resp = req.send().await.map_err(send_failure)?;
+        let status = resp.status();
+        if status.is_redirection()
+            && let Some(location) = resp.headers().get(reqwest::header::LOCATION)
+        {
+            if hop == net.policy.max_redirects {
+                return Err(invalid(format!(
+                    "more than {} redirects",
+                    net.policy.max_redirects
+                )));
+            }
+            let location = location
+                .to_str()
+                .map_err(|_| invalid("redirect Location is not text".into()))?;
+            url = url
+                .join(location)
+                .map_err(|e| invalid(format!("redirect to {location:?}: {e}")))?;
+            if matches!(status.as_u16(), 301..=303) {
+                method = reqwest::Method::GET;
+                body = None;
+            }
+            continue;
+        }
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut data = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(send_failure)? {
+            if data.len() + chunk.len() > net.policy.max_response_bytes {
+                return Err(invalid(format!(
+                    "response body is over the runtime's {}-byte limit",
+                    net.policy.max_response_bytes
+                )));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        return Ok(capabilities::HttpResponse {
+            status: status.as_u16(),
+            headers,
+            body: data,
+        });
+    }
+    Err(invalid("too many redirects".into()))
+}
+
+/// A refusal by the resolver is a permission matter; anything else on the way is a
+/// (retryable) failure to reach the server.
+fn send_failure(e: reqwest::Error) -> types::Failure {
+    let mut source: Option<&dyn std::error::Error> = Some(&e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            return denied(io.to_string());
+        }
+        source = err.source();
+    }
+    let mut f = failure("INTERNAL_ERROR", format!("request failed: {e}"));
+    f.retryable = true;
+    f
+}
+
 impl capabilities::Host for JobState {
+    async fn fetch(
+        &mut self,
+        url: String,
+        method: String,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+    ) -> Result<capabilities::HttpResponse, types::Failure> {
+        let admitted = self.authority.admit();
+        let net = self.authority.net.clone();
+        let matcher = self.authority.matcher.clone();
+        let args = json!({"url": url, "method": method});
+        let op = async move {
+            admitted?;
+            let net = net.ok_or_else(|| denied("this runtime makes no outgoing requests"))?;
+            fetch(&net, &matcher, &url, &method, headers, body).await
+        };
+        let summary =
+            |r: &capabilities::HttpResponse| json!({"status": r.status, "bytes": r.body.len()});
+        self.reported("net.fetch", args, summary, op).await
+    }
+
     async fn read_file(&mut self, path: String) -> Result<Vec<u8>, types::Failure> {
-        let checked = self.authority.admit().and_then(|()| self.authority.resolve("fs.read", &path, true));
+        let checked = self
+            .authority
+            .admit()
+            .and_then(|()| self.authority.resolve("fs.read", &path, true));
         let op = async move {
             let real = checked?;
             tokio::task::spawn_blocking(move || read_file(&real))
                 .await
                 .map_err(|e| failure("INTERNAL_ERROR", e.to_string()))?
         };
-        self.reported("fs.read", json!({"path": path}), |b: &Vec<u8>| json!({"bytes": b.len()}), op)
-            .await
+        self.reported(
+            "fs.read",
+            json!({"path": path}),
+            |b: &Vec<u8>| json!({"bytes": b.len()}),
+            op,
+        )
+        .await
     }
 
     async fn write_file(&mut self, path: String, data: Vec<u8>) -> Result<(), types::Failure> {
-        let checked = self.authority.admit().and_then(|()| self.authority.resolve("fs.write", &path, false));
+        let checked = self
+            .authority
+            .admit()
+            .and_then(|()| self.authority.resolve("fs.write", &path, false));
         let len = data.len();
         let op = async move {
             let real = checked?;
@@ -203,8 +373,13 @@ impl capabilities::Host for JobState {
                 .await
                 .map_err(|e| failure("INTERNAL_ERROR", e.to_string()))?
         };
-        self.reported("fs.write", json!({"path": path, "bytes": len}), |_: &()| json!({"written": len}), op)
-            .await
+        self.reported(
+            "fs.write",
+            json!({"path": path, "bytes": len}),
+            |_: &()| json!({"written": len}),
+            op,
+        )
+        .await
     }
 
     async fn list_dir(&mut self, path: String) -> Result<Vec<String>, types::Failure> {
@@ -215,17 +390,25 @@ impl capabilities::Host for JobState {
         let list = move || {
             admitted?;
             let visible = visible?;
-            let root = root.ok_or_else(|| denied("this runtime has no workspace for fs.* operations"))?;
+            let root =
+                root.ok_or_else(|| denied("this runtime has no workspace for fs.* operations"))?;
             let dir = root.join(visible.trim_start_matches('/'));
             let real = dir
                 .canonicalize()
                 .map_err(|e| failure("INVALID_REQUEST", format!("{visible:?}: {e}")))?;
             if !real.starts_with(&root) {
-                return Err(denied(format!("{visible:?} resolves outside the workspace")));
+                return Err(denied(format!(
+                    "{visible:?} resolves outside the workspace"
+                )));
             }
-            let base = if visible == "/" { String::new() } else { visible.clone() };
+            let base = if visible == "/" {
+                String::new()
+            } else {
+                visible.clone()
+            };
             let mut names = Vec::new();
-            let entries = std::fs::read_dir(&real).map_err(|e| failure("INVALID_REQUEST", format!("{visible:?}: {e}")))?;
+            let entries = std::fs::read_dir(&real)
+                .map_err(|e| failure("INVALID_REQUEST", format!("{visible:?}: {e}")))?;
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
@@ -248,11 +431,20 @@ impl capabilities::Host for JobState {
                 .await
                 .map_err(|e| failure("INTERNAL_ERROR", e.to_string()))?
         };
-        self.reported("fs.list", json!({"path": path}), |n: &Vec<String>| json!({"entries": n.len()}), op)
-            .await
+        self.reported(
+            "fs.list",
+            json!({"path": path}),
+            |n: &Vec<String>| json!({"entries": n.len()}),
+            op,
+        )
+        .await
     }
 
-    async fn call_tool(&mut self, name: String, args_json: String) -> Result<String, types::Failure> {
+    async fn call_tool(
+        &mut self,
+        name: String,
+        args_json: String,
+    ) -> Result<String, types::Failure> {
         let admitted = self.authority.admit().and_then(|()| {
             if self.authority.matcher.allows("tool.call", &name) {
                 Ok(())
@@ -261,13 +453,19 @@ impl capabilities::Host for JobState {
             }
         });
         let tools = self.authority.tools.clone();
-        let args: Value = serde_json::from_str(&args_json).unwrap_or(Value::String(args_json.clone()));
+        let args: Value =
+            serde_json::from_str(&args_json).unwrap_or(Value::String(args_json.clone()));
         let tool = name.clone();
         let op = async move {
             admitted?;
-            let tools = tools.ok_or_else(|| failure("INVALID_REQUEST", "this runtime has no tools"))?;
-            serde_json::from_str::<Value>(&args_json)
-                .map_err(|e| failure("INVALID_REQUEST", format!("tool arguments are not JSON: {e}")))?;
+            let tools =
+                tools.ok_or_else(|| failure("INVALID_REQUEST", "this runtime has no tools"))?;
+            serde_json::from_str::<Value>(&args_json).map_err(|e| {
+                failure(
+                    "INVALID_REQUEST",
+                    format!("tool arguments are not JSON: {e}"),
+                )
+            })?;
             tools.call(tool, args_json).await
         };
         let summary = |out: &String| serde_json::from_str::<Value>(out).unwrap_or(Value::Null);

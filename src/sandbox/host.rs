@@ -91,7 +91,11 @@ impl JobState {
 
     /// Emits one event. The sink is cloned first so that the future holds no shared
     /// borrow of the store data (which is `Send` but not `Sync`).
-    pub(super) fn send_event(&self, kind: &str, body: Value) -> impl Future<Output = ()> + Send + 'static {
+    pub(super) fn send_event(
+        &self,
+        kind: &str,
+        body: Value,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let sink = self.sink.clone();
         let kind = kind.to_owned();
         async move { sink.emit(&kind, body).await }
@@ -198,15 +202,32 @@ impl events::Host for JobState {
         // `cost.*` metrics in a budgeted currency are charges (spec §9.6); each is
         // followed by the currency's `cost.budget.remaining`.
         let amount = value.as_f64().unwrap_or(f64::NAN);
-        match self.authority.budget.charge_metric(&name, amount, unit.as_deref()) {
+        match self
+            .authority
+            .budget
+            .charge_metric(&name, amount, unit.as_deref())
+        {
             Charge::NotACharge => {}
-            Charge::Charged { currency, remaining } => {
-                let left = remaining.to_string().parse::<f64>().ok().and_then(number).unwrap_or(Value::Null);
-                let body = json!({"name": "cost.budget.remaining", "value": left, "unit": currency});
+            Charge::Charged {
+                currency,
+                remaining,
+            } => {
+                let left = remaining
+                    .to_string()
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(number)
+                    .unwrap_or(Value::Null);
+                let body =
+                    json!({"name": "cost.budget.remaining", "value": left, "unit": currency});
                 self.send_event("metric", body).await;
             }
             Charge::Refused(why) => {
-                self.send_event("log", json!({"level": "warn", "message": bounded(format!("charge refused: {why}"))})).await;
+                self.send_event(
+                    "log",
+                    json!({"level": "warn", "message": bounded(format!("charge refused: {why}"))}),
+                )
+                .await;
             }
         }
     }

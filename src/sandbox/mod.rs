@@ -13,10 +13,12 @@
 mod capabilities;
 mod host;
 mod limits;
+mod net;
 
 pub use capabilities::{Authority, MAX_READ_BYTES, ToolRunner};
 pub use host::{JobSink, StreamSummary};
 pub use limits::JobLimiter;
+pub use net::{NetClient, NetPolicy, is_public};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -261,8 +263,18 @@ impl Sandbox {
 
 impl Sandbox {
     /// A fresh store for one job: its limiter, WASI context and epoch deadline.
-    fn new_store(&self, sink: Arc<dyn JobSink>, memory_bytes: u64, authority: Authority) -> Store<host::JobState> {
-        let state = host::JobState::new(sink, JobLimiter::new(memory_bytes), self.config.max_result_bytes, authority);
+    fn new_store(
+        &self,
+        sink: Arc<dyn JobSink>,
+        memory_bytes: u64,
+        authority: Authority,
+    ) -> Store<host::JobState> {
+        let state = host::JobState::new(
+            sink,
+            JobLimiter::new(memory_bytes),
+            self.config.max_result_bytes,
+            authority,
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Yield to the executor at every epoch tick: that is where cancellation and
