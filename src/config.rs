@@ -39,6 +39,8 @@ pub struct Config {
     pub tools: BTreeMap<String, ToolConfig>,
     /// `[net]`: outgoing HTTP for `net.fetch`.
     pub net: NetConfig,
+    /// `[models]`: the model gateway for `model.use`; absent, no model calls.
+    pub models: Option<ModelsConfig>,
     /// `[limits]`.
     pub limits: Limits,
     /// The principal of a peer whose token matches none (only for stdio with no
@@ -69,6 +71,46 @@ impl Default for NetConfig {
             timeout_sec: 30,
         }
     }
+}
+
+/// The model gateway (`[models]` table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// `url`: an OpenAI-compatible base URL (`…/v1`); requests go to
+    /// `{url}/chat/completions`.
+    pub url: String,
+    /// `key_env`: the environment variable holding the API key (the key never
+    /// enters a sandbox and never appears in events).
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// `currency` prices are in (default `USD`).
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// `timeout_sec` per call (default 120).
+    #[serde(default = "default_model_timeout")]
+    pub timeout_sec: u64,
+    /// `[models.prices."NAME"]`: the models offered and their price per 1,000
+    /// tokens, as decimal strings: `input_per_1k = "0.0005"`, `output_per_1k = "0.0015"`.
+    pub prices: BTreeMap<String, PriceConfig>,
+}
+
+fn default_currency() -> String {
+    "USD".into()
+}
+
+fn default_model_timeout() -> u64 {
+    120
+}
+
+/// One model's price.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// Per 1,000 prompt tokens, a decimal string.
+    pub input_per_1k: String,
+    /// Per 1,000 completion tokens, a decimal string.
+    pub output_per_1k: String,
 }
 
 /// One operator-registered tool (`[tools.NAME]`).
@@ -124,6 +166,7 @@ impl Default for Config {
             workspace: None,
             tools: BTreeMap::new(),
             net: NetConfig::default(),
+            models: None,
             limits: Limits::default(),
             anonymous_principal: None,
         }

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::jobs::JobManager;
 use crate::plugins::Registry;
-use crate::sandbox::{NetClient, NetPolicy, Sandbox, SandboxConfig};
+use crate::sandbox::{ModelGateway, ModelPrice, NetClient, NetPolicy, Sandbox, SandboxConfig};
 use crate::session::SessionState;
 use crate::store::{MemoryStore, SqliteStore, Store};
 use anyhow::Context as _;
@@ -78,6 +78,7 @@ impl Runtime {
             registry.clone(),
             store.clone(),
             net.clone(),
+            model_gateway(&config)?,
         ));
         Ok(Arc::new(Runtime {
             config,
@@ -152,4 +153,39 @@ impl Runtime {
     pub(crate) fn session(&self, id: &str) -> Option<Arc<SessionState>> {
         self.sessions.lock().ok().and_then(|m| m.get(id).cloned())
     }
+}
+
+/// Builds the model gateway from `[models]`, if configured.
+fn model_gateway(config: &Config) -> anyhow::Result<Option<Arc<ModelGateway>>> {
+    let Some(m) = &config.models else {
+        return Ok(None);
+    };
+    let key = match &m.key_env {
+        Some(var) => Some(
+            std::env::var(var).with_context(|| format!("[models] key_env: ${var} is not set"))?,
+        ),
+        None => None,
+    };
+    let mut prices = std::collections::BTreeMap::new();
+    for (model, p) in &m.prices {
+        let parse = |s: &str| {
+            s.parse::<rust_decimal::Decimal>()
+                .with_context(|| format!("[models.prices.{model:?}]: {s:?} is not a decimal"))
+        };
+        prices.insert(
+            model.clone(),
+            ModelPrice {
+                input_per_1k: parse(&p.input_per_1k)?,
+                output_per_1k: parse(&p.output_per_1k)?,
+            },
+        );
+    }
+    let gateway = ModelGateway::new(
+        m.url.clone(),
+        key,
+        m.currency.clone(),
+        prices,
+        Duration::from_secs(m.timeout_sec),
+    )?;
+    Ok(Some(Arc::new(gateway)))
 }

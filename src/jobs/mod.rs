@@ -20,7 +20,7 @@ use crate::protocol::{
     ListJobsPayload, Outbound, SubmitPayload, SubscribePayload, SubscribedPayload,
     UnsubscribePayload, ids, now_rfc3339,
 };
-use crate::sandbox::{Authority, JobInfo, JobSink, JobSpec, NetClient, Sandbox};
+use crate::sandbox::{Authority, JobInfo, JobSink, JobSpec, ModelGateway, NetClient, Sandbox};
 use crate::session::Outbox;
 use crate::store::{JobRecord, Store};
 use serde_json::Value;
@@ -215,6 +215,7 @@ pub struct JobManager {
     registry: Arc<Registry>,
     store: Arc<dyn Store>,
     net: Arc<NetClient>,
+    models: Option<Arc<ModelGateway>>,
     jobs: Mutex<HashMap<String, Arc<Job>>>,
     /// (principal, key) → what was submitted, the job it started, and when.
     idempotency: Mutex<HashMap<(String, String), IdempotencyEntry>>,
@@ -228,6 +229,7 @@ impl JobManager {
         registry: Arc<Registry>,
         store: Arc<dyn Store>,
         net: Arc<NetClient>,
+        models: Option<Arc<ModelGateway>>,
     ) -> Self {
         JobManager {
             config,
@@ -235,6 +237,7 @@ impl JobManager {
             registry,
             store,
             net,
+            models,
             jobs: Mutex::new(HashMap::new()),
             idempotency: Mutex::new(HashMap::new()),
         }
@@ -423,6 +426,7 @@ impl JobManager {
                 trace_id: trace_id.clone(),
             })),
             net: Some(self.net.clone()),
+            models: self.models.clone(),
         };
         let spec = JobSpec {
             info: JobInfo {

@@ -64,22 +64,30 @@ impl Budget {
         let Some(unit) = unit else {
             return Charge::Refused(format!("cost metric {name:?} has no unit (currency)"));
         };
-        let Some(left) = self.remaining.get_mut(unit) else {
-            return Charge::Refused(format!(
-                "cost metric {name:?} is in {unit:?}, which this job has no budget in"
-            ));
-        };
-        let amount = match Decimal::from_f64(value) {
-            Some(a) if a >= Decimal::ZERO => a,
-            _ => {
-                return Charge::Refused(format!(
-                    "cost metric {name:?} has an invalid amount {value}"
-                ));
-            }
+        match Decimal::from_f64(value) {
+            Some(amount) => self.charge(unit, amount),
+            None => Charge::Refused(format!(
+                "cost metric {name:?} has an invalid amount {value}"
+            )),
+        }
+    }
+
+    /// Whether the job has a budget in `currency`.
+    pub fn has(&self, currency: &str) -> bool {
+        self.remaining.contains_key(currency)
+    }
+
+    /// Charges an exact amount in `currency`.
+    pub fn charge(&mut self, currency: &str, amount: Decimal) -> Charge {
+        if amount < Decimal::ZERO {
+            return Charge::Refused(format!("a charge of {amount} {currency} is negative"));
+        }
+        let Some(left) = self.remaining.get_mut(currency) else {
+            return Charge::Refused(format!("this job has no budget in {currency:?}"));
         };
         *left -= amount;
         Charge::Charged {
-            currency: unit.to_owned(),
+            currency: currency.to_owned(),
             remaining: *left,
         }
     }

@@ -7,7 +7,9 @@
 
 use super::arcp::agent::{capabilities, types};
 use super::host::JobState;
+use super::model::ModelGateway;
 use super::net::NetClient;
+use crate::lease::Charge;
 use crate::lease::{Budget, LeaseMatcher, normalise_path};
 use serde_json::{Value, json};
 use std::future::Future;
@@ -44,6 +46,8 @@ pub struct Authority {
     pub tools: Option<Arc<dyn ToolRunner>>,
     /// The HTTP client for `net.fetch`.
     pub net: Option<Arc<NetClient>>,
+    /// The model gateway for `model.use`.
+    pub models: Option<Arc<ModelGateway>>,
 }
 
 impl Authority {
@@ -57,6 +61,7 @@ impl Authority {
             workspace: None,
             tools: None,
             net: None,
+            models: None,
         }
     }
 }
@@ -320,6 +325,62 @@ fn send_failure(e: reqwest::Error) -> types::Failure {
 }
 
 impl capabilities::Host for JobState {
+    async fn complete(
+        &mut self,
+        model: String,
+        request_json: String,
+    ) -> Result<String, types::Failure> {
+        let gateway = self.authority.models.clone();
+        let admitted = self.authority.admit().and_then(|()| {
+            let gateway = gateway
+                .as_ref()
+                .ok_or_else(|| denied("this runtime has no model gateway"))?;
+            if !self.authority.matcher.allows("model.use", &model) {
+                return Err(denied(format!("model.use does not grant {model:?}")));
+            }
+            if self.authority.budget.is_enforced() && !self.authority.budget.has(&gateway.currency)
+            {
+                return Err(denied(format!(
+                    "model calls are charged in {}, which this job has no budget in",
+                    gateway.currency
+                )));
+            }
+            Ok(())
+        });
+        let args = json!({"model": model});
+        let op = async {
+            admitted?;
+            let gateway = gateway.ok_or_else(|| denied("this runtime has no model gateway"))?;
+            gateway
+                .complete(&model, &request_json)
+                .await
+                .map(|c| (c, gateway.currency.clone()))
+                .map_err(|(code, msg)| failure(&code, msg))
+        };
+        let summary = |(c, currency): &(super::model::Completion, String)| json!({"prompt_tokens": c.tokens.0, "completion_tokens": c.tokens.1, "cost": c.cost.to_string(), "currency": currency});
+        let (completion, currency) = self.reported("model.use", args, summary, op).await?;
+        // The cost is a charge like a plugin's cost.* metric: reported, then charged.
+        let cost = completion.cost.to_string().parse::<f64>().unwrap_or(0.0);
+        self.send_event(
+            "metric",
+            json!({"name": "cost.model", "value": cost, "unit": currency}),
+        )
+        .await;
+        if let Charge::Charged {
+            currency,
+            remaining,
+        } = self.authority.budget.charge(&currency, completion.cost)
+        {
+            let left = remaining.to_string().parse::<f64>().unwrap_or(0.0);
+            self.send_event(
+                "metric",
+                json!({"name": "cost.budget.remaining", "value": left, "unit": currency}),
+            )
+            .await;
+        }
+        Ok(completion.body)
+    }
+
     async fn fetch(
         &mut self,
         url: String,

@@ -13,11 +13,13 @@
 mod capabilities;
 mod host;
 mod limits;
+mod model;
 mod net;
 
 pub use capabilities::{Authority, MAX_READ_BYTES, ToolRunner};
 pub use host::{JobSink, StreamSummary};
 pub use limits::JobLimiter;
+pub use model::{ModelGateway, ModelPrice};
 pub use net::{NetClient, NetPolicy, is_public};
 
 use anyhow::Context as _;

@@ -170,9 +170,13 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
         .as_ref()
         .map(|c| c.features.clone())
         .unwrap_or_default();
+    // `model.use` only where a model gateway is configured.
     let features: Vec<String> = client_features
         .iter()
-        .filter(|f| RUNTIME_FEATURES.contains(&f.as_str()))
+        .filter(|f| {
+            RUNTIME_FEATURES.contains(&f.as_str())
+                || (f.as_str() == "model.use" && rt.config.models.is_some())
+        })
         .cloned()
         .collect();
 

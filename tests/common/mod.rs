@@ -36,7 +36,18 @@ impl Host {
     }
 
     pub fn start_with_data(plugins: &Path, data: tempfile::TempDir, extra: &[&str]) -> Host {
+        Host::start_with_env(plugins, data, extra, &[])
+    }
+
+    /// Starts the binary with extra environment variables.
+    pub fn start_with_env(
+        plugins: &Path,
+        data: tempfile::TempDir,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Host {
         let mut child = Command::new(env!("CARGO_BIN_EXE_arcp-host"))
+            .envs(envs.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0", "--plugins"])
             .arg(plugins)
             .arg("--data")
