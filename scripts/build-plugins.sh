@@ -33,7 +33,7 @@ build -p echo
 emit echo 1.0.0
 build -p echo --features v2
 emit echo 2.0.0
-for agent in ticker streamer sleeper spinner spender reader fetcher summarizer; do
+for agent in ticker streamer sleeper spinner spender reader fetcher summarizer delegator; do
   build -p "$agent"
   emit "$agent" 1.0.0
 done

@@ -7,6 +7,7 @@
 //! and terminals go to the submitting session's [`Outbox`]; this module never touches
 //! a connection or the wire format beyond building payloads.
 
+mod delegate;
 mod terminal;
 mod tools;
 
@@ -88,6 +89,12 @@ pub struct Job {
     last_event_seq: Mutex<Option<u64>>,
     /// Outboxes of sessions subscribed to this job (spec §7.6).
     subscribers: tokio::sync::Mutex<Vec<Arc<Outbox>>>,
+    /// How it ended, once it has (a delegating parent waits on this).
+    outcome: watch::Sender<Option<terminal::Outcome>>,
+    /// Jobs delegated by this one.
+    children: Mutex<Vec<String>>,
+    /// The lease's expiry, inherited by children.
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
     cancel: watch::Sender<bool>,
 }
 
@@ -347,6 +354,9 @@ impl JobManager {
             outbox: outbox.clone(),
             status: Mutex::new(JobStatus::Pending),
             subscribers: tokio::sync::Mutex::new(Vec::new()),
+            outcome: watch::channel(None).0,
+            children: Mutex::new(Vec::new()),
+            expires_at,
             last_event_seq: Mutex::new(None),
             cancel,
         });
@@ -401,49 +411,74 @@ impl JobManager {
             .trace(Some(&trace_id));
         outbox.send(msg).await;
 
-        let input_json = serde_json::to_string(&req.input.unwrap_or(Value::Null))
-            .unwrap_or_else(|_| "null".into());
+        self.launch(
+            job,
+            plugin,
+            req.input.unwrap_or(Value::Null),
+            cancel_rx,
+            max_runtime,
+        )?;
+        Ok(())
+    }
+
+    /// Starts a registered job: builds its authority from its lease and the
+    /// runtime's capabilities, and spawns its run.
+    fn launch(
+        self: &Arc<Self>,
+        job: Arc<Job>,
+        plugin: Arc<Plugin>,
+        input: Value,
+        cancel_rx: watch::Receiver<bool>,
+        max_runtime: Duration,
+    ) -> Result<(), ArcpError> {
+        let input_json = serde_json::to_string(&input).unwrap_or_else(|_| "null".into());
         let memory_bytes = plugin
             .manifest
             .memory_mib
             .map(|m| m.saturating_mul(1 << 20))
             .unwrap_or(u64::MAX)
             .min(self.config.job_memory_bytes());
+        let left = |at: chrono::DateTime<chrono::Utc>| {
+            (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)
+        };
         let authority = Authority {
             matcher: LeaseMatcher::new(&job.lease)?,
             budget: Budget::new(&job.lease),
-            expires_at: expires_at.map(|at| {
-                std::time::Instant::now()
-                    + (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)
-            }),
+            expires_at: job
+                .expires_at
+                .map(|at| std::time::Instant::now() + left(at)),
             workspace: self.config.workspace.clone(),
             tools: Some(Arc::new(tools::PluginTools {
                 registry: self.registry.clone(),
                 sandbox: self.sandbox.clone(),
                 tools: self.config.tools.clone(),
                 memory_bytes: self.config.job_memory_bytes(),
-                job_id: job_id.clone(),
-                trace_id: trace_id.clone(),
+                job_id: job.id.clone(),
+                trace_id: job.trace_id.clone(),
             })),
             net: Some(self.net.clone()),
             models: self.models.clone(),
+            lease: job.lease.clone(),
+            delegator: Some(Arc::new(delegate::ChildJobs {
+                manager: Arc::downgrade(self),
+                parent: job.clone(),
+            })),
         };
         let spec = JobSpec {
             info: JobInfo {
-                job_id: job_id.clone(),
+                job_id: job.id.clone(),
                 agent: plugin.reference(),
-                trace_id: Some(trace_id),
-                parent_job_id: req.parent_job_id,
+                trace_id: Some(job.trace_id.clone()),
+                parent_job_id: job.accepted.parent_job_id.clone(),
             },
             input_json,
             memory_bytes,
             authority,
         };
         let manager = self.clone();
-        let lease_deadline = expires_at.map(|at| {
-            let left = (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            tokio::time::Instant::now() + left
-        });
+        let lease_deadline = job
+            .expires_at
+            .map(|at| tokio::time::Instant::now() + left(at));
         // Every log line of the job carries its id and the ARCP trace id.
         let span = tracing::info_span!("job", job_id = %job.id, agent = %job.agent, trace_id = %job.trace_id);
         tokio::spawn(
@@ -518,9 +553,16 @@ impl JobManager {
             // The run future, and with it the job's Store, is dropped here: nothing of
             // the guest runs after this point.
         };
-        let status = terminal::finish(&job, ending).await;
+        let outcome = terminal::finish(&job, ending).await;
+        let status = outcome.status;
         job.set_status(status);
+        job.outcome.send_replace(Some(outcome));
         self.store.put_job(job.record());
+        // Ending a parent ends its children (spec §10).
+        let children = job.children.lock().map(|c| c.clone()).unwrap_or_default();
+        for child in children.iter().filter_map(|id| self.get(id)) {
+            child.cancel.send_replace(true);
+        }
         tracing::info!(job_id = %job.id, status = status.as_str(), "job ended");
     }
 

@@ -29,18 +29,39 @@ pub(super) enum Ending {
     LeaseExpired,
 }
 
-/// Sends the terminal message and returns the final status.
-pub(super) async fn finish(job: &Job, ending: Ending) -> JobStatus {
+/// How a job ended, for whoever waits on it (a delegating parent): its final status
+/// and its result, or the error that ended it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The final status.
+    pub status: JobStatus,
+    /// The result (for a streamed one: `{result_id, result_size, summary}`), or why
+    /// there is none.
+    pub result: Result<Value, ArcpError>,
+}
+
+/// Sends the terminal message and returns how the job ended.
+pub(super) async fn finish(job: &Job, ending: Ending) -> Outcome {
     match ending {
         Ending::Cancelled => {
             job.send("job.result", result("cancelled", None)).await;
-            JobStatus::Cancelled
+            Outcome {
+                status: JobStatus::Cancelled,
+                result: Err(ArcpError::new(
+                    ErrorCode::Cancelled,
+                    "the job was cancelled",
+                )),
+            }
         }
         Ending::TimedOut(limit) => {
             let mut payload = result("timed_out", None);
-            payload.summary = Some(format!("job exceeded its {}s run time", limit.as_secs()));
+            let why = format!("job exceeded its {}s run time", limit.as_secs());
+            payload.summary = Some(why.clone());
             job.send("job.result", payload).await;
-            JobStatus::TimedOut
+            Outcome {
+                status: JobStatus::TimedOut,
+                result: Err(ArcpError::new(ErrorCode::Timeout, why)),
+            }
         }
         Ending::LeaseExpired => {
             error(
@@ -89,9 +110,12 @@ fn result(final_status: &'static str, value: Option<Value>) -> ResultPayload {
     }
 }
 
-async fn error(job: &Job, err: ArcpError) -> JobStatus {
+async fn error(job: &Job, err: ArcpError) -> Outcome {
     job.send("job.error", ErrorPayload::job(&err)).await;
-    JobStatus::Error
+    Outcome {
+        status: JobStatus::Error,
+        result: Err(err),
+    }
 }
 
 /// Maps a plugin's failure to the taxonomy: a code outside it becomes
@@ -113,11 +137,15 @@ fn from_failure(f: Failure) -> ArcpError {
     err
 }
 
-async fn finish_inline(job: &Job, value: Value) -> JobStatus {
+async fn finish_inline(job: &Job, value: Value) -> Outcome {
     let text = value.to_string();
+    let done = Outcome {
+        status: JobStatus::Success,
+        result: Ok(value.clone()),
+    };
     if text.len() <= INLINE_RESULT_LIMIT {
         job.send("job.result", result("success", Some(value))).await;
-        return JobStatus::Success;
+        return done;
     }
     // Too large for one frame: stream the JSON text as utf8 chunks (spec §8.4).
     let result_id = ids::prefixed("res");
@@ -139,10 +167,10 @@ async fn finish_inline(job: &Job, value: Value) -> JobStatus {
     payload.summary =
         Some("JSON result streamed by the runtime: it was too large for one frame".into());
     job.send("job.result", payload).await;
-    JobStatus::Success
+    done
 }
 
-async fn finish_stream(job: &Job, output: &str, stream: StreamSummary) -> JobStatus {
+async fn finish_stream(job: &Job, output: &str, stream: StreamSummary) -> Outcome {
     if let Some(msg) = stream.overflow {
         return error(job, ArcpError::internal(msg)).await;
     }
@@ -155,14 +183,20 @@ async fn finish_stream(job: &Job, output: &str, stream: StreamSummary) -> JobSta
     });
     job.event("result_chunk", last).await;
     let mut payload = result("success", None);
-    payload.result_id = Some(stream.result_id);
+    payload.result_id = Some(stream.result_id.clone());
     payload.result_size = Some(stream.bytes);
     payload.summary = match serde_json::from_str::<Value>(output) {
         Ok(Value::String(s)) => Some(s),
         _ => None,
     };
+    let summary = payload.summary.clone();
     job.send("job.result", payload).await;
-    JobStatus::Success
+    Outcome {
+        status: JobStatus::Success,
+        result: Ok(
+            json!({"result_id": stream.result_id, "result_size": stream.bytes, "summary": summary}),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,11 @@
 
 mod budget;
 mod matching;
+mod subset;
 
 pub use budget::{Budget, Charge};
 pub use matching::{LeaseMatcher, NAME_NAMESPACES, PATH_NAMESPACES, UrlPattern, normalise_path};
+pub use subset::check_subset;
 
 use crate::error::ArcpError;
 use chrono::{DateTime, Utc};
@@ -107,6 +109,11 @@ impl Lease {
                     .collect(),
             },
         }
+    }
+
+    /// Every namespace and its patterns.
+    pub fn grants(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
+        self.grants.iter()
     }
 
     /// The patterns of one namespace.

@@ -10,7 +10,7 @@ use super::host::JobState;
 use super::model::ModelGateway;
 use super::net::NetClient;
 use crate::lease::Charge;
-use crate::lease::{Budget, LeaseMatcher, normalise_path};
+use crate::lease::{Budget, Lease, LeaseMatcher, normalise_path};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,20 @@ pub trait ToolRunner: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<String, types::Failure>> + Send>>;
 }
 
+/// Starts child jobs for `agent.delegate`. Implemented outside the sandbox (it
+/// needs the job manager).
+pub trait Delegator: Send + Sync + 'static {
+    /// Runs `agent` as a child job with `input_json` under `lease` (already checked
+    /// to be a subset, its budget already reserved); the child's result JSON or its
+    /// error.
+    fn delegate(
+        &self,
+        agent: String,
+        input_json: String,
+        lease: Lease,
+    ) -> Pin<Box<dyn Future<Output = Result<String, types::Failure>> + Send>>;
+}
+
 /// What a job may do outside its sandbox.
 pub struct Authority {
     /// The effective lease's glob namespaces.
@@ -48,6 +62,10 @@ pub struct Authority {
     pub net: Option<Arc<NetClient>>,
     /// The model gateway for `model.use`.
     pub models: Option<Arc<ModelGateway>>,
+    /// The effective lease (delegation checks children against it).
+    pub lease: Lease,
+    /// Starts child jobs for `agent.delegate`.
+    pub delegator: Option<Arc<dyn Delegator>>,
 }
 
 impl Authority {
@@ -62,6 +80,8 @@ impl Authority {
             tools: None,
             net: None,
             models: None,
+            lease: Lease::default(),
+            delegator: None,
         }
     }
 }
@@ -325,6 +345,54 @@ fn send_failure(e: reqwest::Error) -> types::Failure {
 }
 
 impl capabilities::Host for JobState {
+    async fn delegate(
+        &mut self,
+        agent: String,
+        input_json: String,
+        lease_json: String,
+    ) -> Result<String, types::Failure> {
+        let authority = &mut self.authority;
+        let checked = authority.admit().and_then(|()| {
+            let (name, _) = crate::plugins::parse_agent_ref(&agent)
+                .map_err(|e| failure("INVALID_REQUEST", e.message))?;
+            if !authority.matcher.allows("agent.delegate", name)
+                && !authority.matcher.allows("agent.delegate", &agent)
+            {
+                return Err(denied(format!("agent.delegate does not grant {agent:?}")));
+            }
+            let request: serde_json::Map<String, Value> = serde_json::from_str(&lease_json)
+                .map_err(|e| {
+                    failure(
+                        "INVALID_REQUEST",
+                        format!("child lease must be a JSON object of namespace → patterns: {e}"),
+                    )
+                })?;
+            let child = Lease::from_request(Some(&request))
+                .map_err(|e| failure("INVALID_REQUEST", e.message))?;
+            crate::lease::check_subset(
+                &authority.lease,
+                &authority.matcher,
+                &authority.budget,
+                &child,
+            )
+            .map_err(|why| failure("LEASE_SUBSET_VIOLATION", why))?;
+            // The child's budget is reserved from this job's (spec §9.4).
+            for (currency, amount) in child.budgets() {
+                authority.budget.charge(&currency, amount);
+            }
+            Ok(child)
+        });
+        let delegator = self.authority.delegator.clone();
+        let args = json!({"agent": agent, "lease": serde_json::from_str::<Value>(&lease_json).unwrap_or(Value::Null)});
+        let op = async move {
+            let child = checked?;
+            let delegator = delegator.ok_or_else(|| denied("this runtime does not delegate"))?;
+            delegator.delegate(agent, input_json, child).await
+        };
+        let summary = |out: &String| serde_json::from_str::<Value>(out).unwrap_or(Value::Null);
+        self.reported("agent.delegate", args, summary, op).await
+    }
+
     async fn complete(
         &mut self,
         model: String,

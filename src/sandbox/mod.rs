@@ -16,7 +16,7 @@ mod limits;
 mod model;
 mod net;
 
-pub use capabilities::{Authority, MAX_READ_BYTES, ToolRunner};
+pub use capabilities::{Authority, Delegator, MAX_READ_BYTES, ToolRunner};
 pub use host::{JobSink, StreamSummary};
 pub use limits::JobLimiter;
 pub use model::{ModelGateway, ModelPrice};

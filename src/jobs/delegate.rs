@@ -1,0 +1,127 @@
+//! `agent.delegate` backend: a child job of another plugin, started by a running
+//! job (spec §10). The sandbox has already checked that the child's lease is a
+//! subset of the parent's and reserved its budget; this module starts the child as
+//! a real job (listed, subscribable, with `parent_job_id` and the parent's trace
+//! id), reports it with a `delegate` event in the parent, and waits for its end.
+
+use super::{Job, JobManager, JobStatus};
+use crate::error::ArcpError;
+use crate::lease::Lease;
+use crate::protocol::{AcceptedPayload, ids, now_rfc3339};
+use crate::sandbox::{Delegator, Failure};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::watch;
+
+/// Starts children of one parent job.
+pub struct ChildJobs {
+    pub(super) manager: Weak<JobManager>,
+    pub(super) parent: Arc<Job>,
+}
+
+fn to_failure(e: ArcpError) -> Failure {
+    Failure {
+        code: e.code.as_str().into(),
+        message: e.message,
+        retryable: e.retryable,
+    }
+}
+
+impl Delegator for ChildJobs {
+    fn delegate(
+        &self,
+        agent: String,
+        input_json: String,
+        lease: Lease,
+    ) -> Pin<Box<dyn Future<Output = Result<String, Failure>> + Send>> {
+        let manager = self.manager.upgrade();
+        let parent = self.parent.clone();
+        Box::pin(async move {
+            let manager = manager
+                .ok_or_else(|| to_failure(ArcpError::internal("the runtime is shutting down")))?;
+            let input: Value = serde_json::from_str(&input_json).map_err(|e| {
+                to_failure(ArcpError::invalid(format!("child input is not JSON: {e}")))
+            })?;
+            let child = manager
+                .start_child(&parent, &agent, input, lease)
+                .map_err(to_failure)?;
+            parent
+                .event(
+                    "delegate",
+                    json!({"child_job_id": child.id, "agent": child.agent}),
+                )
+                .await;
+            let mut outcome = child.outcome.subscribe();
+            let ended = outcome
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| to_failure(ArcpError::internal("the child job vanished")))?
+                .clone();
+            match ended.map(|o| o.result) {
+                Some(Ok(value)) => Ok(value.to_string()),
+                Some(Err(e)) => Err(to_failure(e)),
+                None => Err(to_failure(ArcpError::internal(
+                    "the child job ended without an outcome",
+                ))),
+            }
+        })
+    }
+}
+
+impl JobManager {
+    /// Registers and starts a child of `parent`: same principal, session and trace;
+    /// the parent's lease expiry; the child plugin's ceiling applied to `lease`.
+    fn start_child(
+        self: &Arc<Self>,
+        parent: &Arc<Job>,
+        agent: &str,
+        input: Value,
+        lease: Lease,
+    ) -> Result<Arc<Job>, ArcpError> {
+        let plugin = self.registry.inventory().resolve(agent)?;
+        let lease = lease.restricted_to(plugin.manifest.allowed_namespaces.as_deref());
+        let max_runtime = self.max_runtime(&plugin, None)?;
+        let job_id = ids::prefixed("job");
+        let budgets = lease.budgets();
+        let accepted = AcceptedPayload {
+            job_id: job_id.clone(),
+            agent: plugin.reference(),
+            accepted_at: now_rfc3339(),
+            lease: lease.to_wire(),
+            lease_constraints: parent.accepted.lease_constraints.clone(),
+            budget: (!budgets.is_empty()).then(|| crate::lease::budget_to_wire(&budgets)),
+            trace_id: parent.trace_id.clone(),
+            request_id: parent.accepted.request_id.clone(),
+            parent_job_id: Some(parent.id.clone()),
+        };
+        let (cancel, cancel_rx) = watch::channel(false);
+        let child = Arc::new(Job {
+            id: job_id.clone(),
+            principal: parent.principal.clone(),
+            agent: plugin.reference(),
+            trace_id: parent.trace_id.clone(),
+            lease,
+            accepted,
+            outbox: parent.outbox.clone(),
+            status: Mutex::new(JobStatus::Pending),
+            subscribers: tokio::sync::Mutex::new(Vec::new()),
+            outcome: watch::channel(None).0,
+            children: Mutex::new(Vec::new()),
+            expires_at: parent.expires_at,
+            last_event_seq: Mutex::new(None),
+            cancel,
+        });
+        if parent.status().is_terminal() {
+            return Err(ArcpError::invalid("the parent job has ended"));
+        }
+        if let Ok(mut c) = parent.children.lock() {
+            c.push(job_id);
+        }
+        self.register(&child);
+        self.store.put_job(child.record());
+        self.launch(child.clone(), plugin, input, cancel_rx, max_runtime)?;
+        Ok(child)
+    }
+}
