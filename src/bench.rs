@@ -5,7 +5,7 @@
 //! public API or over the wire, as a client would, and changes nothing in it.
 
 use crate::runtime::Runtime;
-use crate::sandbox::{JobSink, Sandbox};
+use crate::sandbox::{Flavor, JobSink, Sandbox};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::future::Future;
@@ -86,14 +86,14 @@ pub async fn plugins(
     for path in files {
         let bytes = std::fs::read(&path)?;
         let t = Instant::now();
-        let (component, cached) = sandbox.load_component(&bytes, Some(&cache))?;
+        let (component, cached) = sandbox.load_component(&bytes, Some(&cache), Flavor::Plain)?;
         let compile = t.elapsed();
         anyhow::ensure!(!cached, "the first load must compile");
         let t = Instant::now();
-        let (_, cached) = sandbox.load_component(&bytes, Some(&cache))?;
+        let (_, cached) = sandbox.load_component(&bytes, Some(&cache), Flavor::Plain)?;
         let cached_load = t.elapsed();
         anyhow::ensure!(cached, "the second load must come from the cache");
-        let agent = sandbox.prepare(&component)?;
+        let agent = sandbox.prepare(&component, Flavor::Plain)?;
         let mut samples = Vec::with_capacity(instantiations);
         for _ in 0..instantiations {
             samples.push(sandbox.instantiate_only(&agent, Arc::new(Discard)).await?);

@@ -474,6 +474,7 @@ impl JobManager {
             input_json,
             memory_bytes,
             authority,
+            fuel: job.lease.fuel(),
         };
         let manager = self.clone();
         let lease_deadline = job
@@ -536,8 +537,31 @@ impl JobManager {
     ) {
         job.set_status(JobStatus::Running);
         let sink: Arc<dyn JobSink> = Arc::new(EventRoute(job.clone()));
+        // A fuel budget runs the plugin's fuel-metered variant (compiled on first use).
+        let fuel_agent = match spec.fuel {
+            None => None,
+            Some(_) => {
+                let (registry, p) = (self.registry.clone(), plugin.clone());
+                match tokio::task::spawn_blocking(move || registry.fuel_variant(&p)).await {
+                    Ok(Ok(agent)) => Some(agent),
+                    Ok(Err(why)) => {
+                        let outcome = terminal::Ending::Ran(
+                            crate::sandbox::RunOutcome::InstantiationFailed(why),
+                        );
+                        return self.conclude(job, outcome).await;
+                    }
+                    Err(e) => {
+                        let outcome = terminal::Ending::Ran(
+                            crate::sandbox::RunOutcome::InstantiationFailed(e.to_string()),
+                        );
+                        return self.conclude(job, outcome).await;
+                    }
+                }
+            }
+        };
+        let agent = fuel_agent.as_ref().unwrap_or(&plugin.agent);
         let ending = {
-            let run = self.sandbox.run(&plugin.agent, spec, sink);
+            let run = self.sandbox.run(agent, spec, sink);
             let lease_expiry = async {
                 match lease_deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -553,6 +577,11 @@ impl JobManager {
             // The run future, and with it the job's Store, is dropped here: nothing of
             // the guest runs after this point.
         };
+        self.conclude(job, ending).await;
+    }
+
+    /// Sends a job's terminal message and records how it ended.
+    async fn conclude(&self, job: Arc<Job>, ending: terminal::Ending) {
         let outcome = terminal::finish(&job, ending).await;
         let status = outcome.status;
         job.set_status(status);

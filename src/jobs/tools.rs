@@ -75,6 +75,7 @@ impl ToolRunner for PluginTools {
                 input_json: args_json,
                 memory_bytes,
                 authority: Authority::none(),
+                fuel: None,
             };
             match sandbox.run(&plugin.agent, spec, Arc::new(Quiet)).await {
                 RunOutcome::Success {

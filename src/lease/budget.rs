@@ -32,10 +32,11 @@ pub struct Budget {
 
 impl Budget {
     /// Counters initialised from the lease's `cost.budget`.
+    /// Fuel is not among them: wasmtime meters it in the store (see `sandbox`).
     pub fn new(lease: &Lease) -> Budget {
-        Budget {
-            remaining: lease.budgets(),
-        }
+        let mut remaining = lease.budgets();
+        remaining.remove(super::FUEL);
+        Budget { remaining }
     }
 
     /// Whether any budget applies (no `cost.budget` = no enforcement).

@@ -20,6 +20,9 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+/// The runtime-defined budget currency metered as wasm fuel.
+pub const FUEL: &str = "fuel";
+
 /// The namespaces the spec reserves (§9.2).
 pub const RESERVED_NAMESPACES: [&str; 7] = [
     "fs.read",
@@ -127,6 +130,14 @@ impl Lease {
             .iter()
             .map(|(ns, p)| (ns.clone(), Value::from(p.clone())))
             .collect()
+    }
+
+    /// The fuel budget (`cost.budget: ["fuel:N"]`), a runtime-defined currency
+    /// metered by wasmtime itself.
+    pub fn fuel(&self) -> Option<u64> {
+        self.budgets()
+            .get(FUEL)
+            .map(|d| rust_decimal::prelude::ToPrimitive::to_u64(&d.trunc()).unwrap_or(u64::MAX))
     }
 
     /// Initial budget counters from `cost.budget`, summed per currency.

@@ -14,7 +14,7 @@ pub use manifest::Manifest;
 
 use crate::error::{ArcpError, ErrorCode};
 use crate::protocol::AgentEntry;
-use crate::sandbox::{PreparedAgent, Sandbox};
+use crate::sandbox::{Flavor, PreparedAgent, Sandbox};
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -44,6 +44,8 @@ pub struct Plugin {
     pub from_cache: bool,
     /// How long loading took (compile or cache load, plus validation).
     pub load_time: Duration,
+    /// The fuel-metered variant, compiled on first use.
+    fuel_agent: std::sync::OnceLock<Result<PreparedAgent, String>>,
 }
 
 impl Plugin {
@@ -341,11 +343,11 @@ impl Registry {
         );
         let (component, from_cache) = self
             .sandbox
-            .load_component(&bytes, self.cache_dir.as_deref())
+            .load_component(&bytes, self.cache_dir.as_deref(), Flavor::Plain)
             .context("compiling component")?;
         let agent = self
             .sandbox
-            .prepare(&component)
+            .prepare(&component, Flavor::Plain)
             .context("validating component")?;
         let plugin = Plugin {
             name: name.to_owned(),
@@ -356,6 +358,7 @@ impl Registry {
             sha256,
             from_cache,
             load_time: started.elapsed(),
+            fuel_agent: std::sync::OnceLock::new(),
         };
         tracing::info!(
             plugin = %plugin.reference(),
@@ -364,6 +367,32 @@ impl Registry {
             "plugin loaded"
         );
         Ok(Arc::new(plugin))
+    }
+
+    /// The fuel-metered variant of `plugin` (for jobs with a fuel budget), compiled
+    /// (or loaded from the cache) on first use from the same file, whose bytes must
+    /// still be the ones loaded. Blocking.
+    pub fn fuel_variant(&self, plugin: &Plugin) -> Result<PreparedAgent, String> {
+        plugin
+            .fuel_agent
+            .get_or_init(|| {
+                let bytes = std::fs::read(&plugin.path)
+                    .map_err(|e| format!("{}: {e}", plugin.path.display()))?;
+                if hex::encode(Sha256::digest(&bytes)) != plugin.sha256 {
+                    return Err(format!(
+                        "{} changed since it was loaded",
+                        plugin.path.display()
+                    ));
+                }
+                let (component, _) = self
+                    .sandbox
+                    .load_component(&bytes, self.cache_dir.as_deref(), Flavor::Fuel)
+                    .map_err(|e| format!("compiling with fuel: {e:#}"))?;
+                self.sandbox
+                    .prepare(&component, Flavor::Fuel)
+                    .map_err(|e| format!("validating with fuel: {e:#}"))
+            })
+            .clone()
     }
 
     /// Watches the plugin folder and rescans (debounced) on every change, until the

@@ -71,6 +71,16 @@ impl Default for SandboxConfig {
 #[derive(Clone)]
 pub struct PreparedAgent {
     pre: AgentPre<host::JobState>,
+    flavor: Flavor,
+}
+
+/// Which engine compiled code is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Epoch interruption only: every job that does not budget fuel.
+    Plain,
+    /// Fuel metering as well, for jobs with a `fuel:N` budget.
+    Fuel,
 }
 
 impl std::fmt::Debug for PreparedAgent {
@@ -108,12 +118,18 @@ pub struct JobSpec {
     pub memory_bytes: u64,
     /// What the job may do outside the sandbox.
     pub authority: Authority,
+    /// A fuel budget: the job must then run a [`Flavor::Fuel`] agent.
+    pub fuel: Option<u64>,
 }
 
 /// The process-wide engine, linker and epoch ticker.
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<host::JobState>,
+    /// A second engine with fuel metering, for jobs whose lease budgets fuel: fuel
+    /// changes the generated code and slows every guest, so only those jobs pay it.
+    fuel_engine: Engine,
+    fuel_linker: Linker<host::JobState>,
     config: SandboxConfig,
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
@@ -133,17 +149,15 @@ impl Sandbox {
                 }
             },
         };
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI")?;
-        Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)
-            .context("linking host world")?;
+        let linker = host_linker(&engine)?;
+        let mut fuel_config = base_config();
+        fuel_config.consume_fuel(true);
+        let fuel_engine = Engine::new(&fuel_config)?;
+        let fuel_linker = host_linker(&fuel_engine)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
-            let engine = engine.clone();
+            let engines = [engine.clone(), fuel_engine.clone()];
             let stop = ticker_stop.clone();
             let tick = config.epoch_tick;
             std::thread::Builder::new()
@@ -151,7 +165,9 @@ impl Sandbox {
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(tick);
-                        engine.increment_epoch();
+                        for e in &engines {
+                            e.increment_epoch();
+                        }
                     }
                 })
                 .context("starting the epoch ticker")?;
@@ -159,6 +175,8 @@ impl Sandbox {
         Ok(Sandbox {
             engine,
             linker,
+            fuel_engine,
+            fuel_linker,
             config,
             pooling,
             ticker_stop,
@@ -175,12 +193,21 @@ impl Sandbox {
         &self.engine
     }
 
-    /// A hash of everything that makes compiled code from this engine loadable:
-    /// wasmtime's version and the compilation settings.
-    pub fn engine_hash(&self) -> String {
+    /// A hash of everything that makes compiled code from an engine loadable:
+    /// wasmtime's version and the compilation settings (fuel included).
+    pub fn engine_hash(&self, flavor: Flavor) -> String {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut h);
+        self.engine_for(flavor)
+            .precompile_compatibility_hash()
+            .hash(&mut h);
         format!("{:016x}", h.finish())
+    }
+
+    fn engine_for(&self, flavor: Flavor) -> &Engine {
+        match flavor {
+            Flavor::Plain => &self.engine,
+            Flavor::Fuel => &self.fuel_engine,
+        }
     }
 
     /// Compiles `bytes` or loads the cached compiled code for them from `cache_dir`,
@@ -190,44 +217,50 @@ impl Sandbox {
         &self,
         bytes: &[u8],
         cache_dir: Option<&Path>,
+        flavor: Flavor,
     ) -> anyhow::Result<(Component, bool)> {
+        let engine = self.engine_for(flavor);
         let Some(cache_dir) = cache_dir else {
-            return Ok((Component::new(&self.engine, bytes)?, false));
+            return Ok((Component::new(engine, bytes)?, false));
         };
         let key = format!(
             "{}-{}.cwasm",
             hex::encode(Sha256::digest(bytes)),
-            self.engine_hash()
+            self.engine_hash(flavor)
         );
         let path: PathBuf = cache_dir.join(key);
         if path.exists() {
             // SAFETY: the file is one this host wrote with `precompile_component` into
             // its own cache folder, named by the sha256 of the source and the engine's
             // compatibility hash; wasmtime re-checks the header and the engine settings.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+            match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(c) => return Ok((c, true)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "discarding unusable cache entry")
                 }
             }
         }
-        let compiled = self.engine.precompile_component(bytes)?;
+        let compiled = engine.precompile_component(bytes)?;
         if let Err(e) =
             std::fs::create_dir_all(cache_dir).and_then(|()| write_atomically(&path, &compiled))
         {
             tracing::warn!(path = %path.display(), error = %e, "could not write the compiled-code cache");
         }
         // SAFETY: `compiled` was produced by `precompile_component` on this engine just now.
-        let component = unsafe { Component::deserialize(&self.engine, &compiled)? };
+        let component = unsafe { Component::deserialize(engine, &compiled)? };
         Ok((component, false))
     }
 
     /// Resolves a component's imports against the host and checks its exports. The
     /// error names the missing import or export.
-    pub fn prepare(&self, component: &Component) -> anyhow::Result<PreparedAgent> {
-        let instance_pre = self.linker.instantiate_pre(component)?;
+    pub fn prepare(&self, component: &Component, flavor: Flavor) -> anyhow::Result<PreparedAgent> {
+        let linker = match flavor {
+            Flavor::Plain => &self.linker,
+            Flavor::Fuel => &self.fuel_linker,
+        };
+        let instance_pre = linker.instantiate_pre(component)?;
         let pre = AgentPre::new(instance_pre)?;
-        Ok(PreparedAgent { pre })
+        Ok(PreparedAgent { pre, flavor })
     }
 
     /// Runs one job to completion in a fresh `Store`. Dropping the returned future
@@ -238,7 +271,56 @@ impl Sandbox {
         spec: JobSpec,
         sink: Arc<dyn JobSink>,
     ) -> RunOutcome {
-        let mut store = self.new_store(sink, spec.memory_bytes, spec.authority);
+        let fuel = spec.fuel.filter(|_| agent.flavor == Flavor::Fuel);
+        if spec.fuel.is_some() && fuel.is_none() {
+            return RunOutcome::InstantiationFailed(
+                "a fuel budget needs the plugin compiled with fuel metering".into(),
+            );
+        }
+        let mut store = self.new_store(
+            agent.flavor,
+            sink.clone(),
+            spec.memory_bytes,
+            spec.authority,
+        );
+        if let Some(f) = fuel
+            && let Err(e) = store.set_fuel(f)
+        {
+            return RunOutcome::InstantiationFailed(format!("setting fuel: {e}"));
+        }
+        let outcome = Self::call(&mut store, agent, &spec.info, &spec.input_json).await;
+        let Some(budget) = fuel else { return outcome };
+        // Report what the job burnt (spec §9.6: fuel as a runtime-defined currency),
+        // and turn running out into BUDGET_EXHAUSTED.
+        let left = store.get_fuel().unwrap_or(0);
+        let burnt = budget.saturating_sub(left);
+        sink.emit(
+            "metric",
+            serde_json::json!({"name": "cost.fuel", "value": burnt, "unit": "fuel"}),
+        )
+        .await;
+        sink.emit(
+            "metric",
+            serde_json::json!({"name": "cost.budget.remaining", "value": left, "unit": "fuel"}),
+        )
+        .await;
+        match outcome {
+            RunOutcome::Trapped(msg) if left == 0 => RunOutcome::Failed(Failure {
+                code: "BUDGET_EXHAUSTED".into(),
+                message: format!("the job's fuel budget of {budget} is spent ({msg})"),
+                retryable: false,
+            }),
+            other => other,
+        }
+    }
+
+    async fn call(
+        store: &mut Store<host::JobState>,
+        agent: &PreparedAgent,
+        info: &JobInfo,
+        input_json: &str,
+    ) -> RunOutcome {
+        let mut store = store;
         let instance = match agent.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
             Err(e) => {
@@ -248,9 +330,7 @@ impl Sandbox {
                 };
             }
         };
-        let result = instance
-            .call_run(&mut store, &spec.info, &spec.input_json)
-            .await;
+        let result = instance.call_run(&mut store, info, input_json).await;
         let stream = store.data_mut().take_stream();
         match result {
             Ok(Ok(output)) => RunOutcome::Success { output, stream },
@@ -267,6 +347,7 @@ impl Sandbox {
     /// A fresh store for one job: its limiter, WASI context and epoch deadline.
     fn new_store(
         &self,
+        flavor: Flavor,
         sink: Arc<dyn JobSink>,
         memory_bytes: u64,
         authority: Authority,
@@ -277,7 +358,7 @@ impl Sandbox {
             self.config.max_result_bytes,
             authority,
         );
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(self.engine_for(flavor), state);
         store.limiter(|s| &mut s.limiter);
         // Yield to the executor at every epoch tick: that is where cancellation and
         // timeouts (which drop this future) take effect for a guest that never calls
@@ -295,7 +376,15 @@ impl Sandbox {
         sink: Arc<dyn JobSink>,
     ) -> anyhow::Result<Duration> {
         let started = std::time::Instant::now();
-        let mut store = self.new_store(sink, self.config.job_memory_bytes, Authority::none());
+        let mut store = self.new_store(
+            agent.flavor,
+            sink,
+            self.config.job_memory_bytes,
+            Authority::none(),
+        );
+        if agent.flavor == Flavor::Fuel {
+            store.set_fuel(u64::MAX)?;
+        }
         agent.pre.instantiate_async(&mut store).await?;
         Ok(started.elapsed())
     }
@@ -305,6 +394,18 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A linker with WASI (inheriting nothing) and the host side of the WIT world.
+fn host_linker(engine: &Engine) -> anyhow::Result<Linker<host::JobState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("linking WASI")?;
+    Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        .map_err(anyhow::Error::from)
+        .context("linking host world")?;
+    Ok(linker)
 }
 
 fn base_config() -> Config {
