@@ -269,3 +269,121 @@ pub async fn serve_in_process(runtime: Arc<Runtime>) -> anyhow::Result<String> {
     ));
     Ok(url)
 }
+
+/// Collects nothing; counts events (a host call each).
+struct Counter(std::sync::atomic::AtomicU64);
+
+impl JobSink for Counter {
+    fn emit(&self, _kind: &str, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(async {})
+    }
+}
+
+/// The costs the sandbox adds: one lease check, one host call, and fuel metering's
+/// overhead on a CPU-bound guest against the same guest under epochs only. `probe`
+/// is a component with the `hostile` test plugin's `compute` and `flood` modes.
+pub async fn sandbox_costs(sandbox: Arc<Sandbox>, probe: &Path) -> anyhow::Result<()> {
+    use crate::lease::{Lease, LeaseMatcher, normalise_path};
+    use crate::sandbox::{Authority, Flavor, JobInfo, JobSpec, RunOutcome};
+
+    // One lease check: normalise a path and match it against a few globs.
+    let lease = Lease::from_request(
+        json!({"fs.read": ["/docs/**", "/data/*.csv", "/home/*/notes/**"]}).as_object(),
+    )?;
+    let matcher = LeaseMatcher::new(&lease)?;
+    let n = 200_000u32;
+    let t = Instant::now();
+    let mut granted = 0u32;
+    for i in 0..n {
+        let path = if i % 2 == 0 {
+            "docs/a/../b/c.md"
+        } else {
+            "/etc/passwd"
+        };
+        if normalise_path(path).is_ok_and(|p| matcher.allows("fs.read", &p)) {
+            granted += 1;
+        }
+    }
+    let per_check = t.elapsed() / n;
+    anyhow::ensure!(granted == n / 2, "lease check results are wrong");
+    println!(
+        "lease check (normalise + 3 globs): {:.0} ns",
+        per_check.as_nanos()
+    );
+
+    let bytes = std::fs::read(probe)?;
+    let plain = sandbox.prepare(
+        &sandbox.load_component(&bytes, None, Flavor::Plain)?.0,
+        Flavor::Plain,
+    )?;
+    let fueled = sandbox.prepare(
+        &sandbox.load_component(&bytes, None, Flavor::Fuel)?.0,
+        Flavor::Fuel,
+    )?;
+    let spec = |input: Value, fuel: Option<u64>| JobSpec {
+        info: JobInfo {
+            job_id: "job_bench".into(),
+            agent: "hostile@1.0.0".into(),
+            trace_id: None,
+            parent_job_id: None,
+        },
+        input_json: input.to_string(),
+        memory_bytes: 256 << 20,
+        authority: Authority::none(),
+        fuel,
+    };
+
+    // One host call: `events.log` through the sandbox boundary (the sink discards).
+    let calls = 100_000u64;
+    let counter = Arc::new(Counter(Default::default()));
+    let t = Instant::now();
+    let out = sandbox
+        .run(
+            &plain,
+            spec(json!({"mode": "flood", "count": calls}), None),
+            counter.clone(),
+        )
+        .await;
+    let elapsed = t.elapsed();
+    anyhow::ensure!(
+        matches!(out, RunOutcome::Success { .. }),
+        "flood run failed: {out:?}"
+    );
+    println!(
+        "host call (events.log, {} calls): {:.0} ns per call",
+        counter.0.load(std::sync::atomic::Ordering::Relaxed),
+        elapsed.as_nanos() as f64 / calls as f64
+    );
+
+    // Fuel's overhead: the same CPU-bound guest, epochs only vs fuel + epochs.
+    let rounds = 200_000_000u64;
+    let mut best = [Duration::MAX; 2];
+    for _ in 0..3 {
+        for (i, (agent, fuel)) in [(&plain, None), (&fueled, Some(u64::MAX / 2))]
+            .into_iter()
+            .enumerate()
+        {
+            let t = Instant::now();
+            let out = sandbox
+                .run(
+                    agent,
+                    spec(json!({"mode": "compute", "rounds": rounds}), fuel),
+                    Arc::new(Discard),
+                )
+                .await;
+            anyhow::ensure!(
+                matches!(out, RunOutcome::Success { .. }),
+                "compute run failed: {out:?}"
+            );
+            best[i] = best[i].min(t.elapsed());
+        }
+    }
+    println!(
+        "compute ({rounds} xorshift rounds, best of 3): epochs only {:.1} ms, fuel + epochs {:.1} ms, fuel overhead {:+.1}%",
+        best[0].as_secs_f64() * 1e3,
+        best[1].as_secs_f64() * 1e3,
+        (best[1].as_secs_f64() / best[0].as_secs_f64() - 1.0) * 100.0
+    );
+    Ok(())
+}

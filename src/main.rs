@@ -54,6 +54,9 @@ struct BenchArgs {
     /// Instantiations per plugin.
     #[arg(long, default_value_t = 1000)]
     instantiations: usize,
+    /// The probe plugin for sandbox costs (host call, fuel overhead).
+    #[arg(long, default_value = "tests/plugins/hostile@1.0.0.wasm")]
+    probe: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -380,6 +383,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     );
     println!("\n## plugin load and instantiation");
     bench::plugins(runtime.sandbox.clone(), &plugins_dir, args.instantiations).await?;
+    println!("\n## lease check, host call, fuel overhead");
+    bench::sandbox_costs(runtime.sandbox.clone(), &args.probe).await?;
     let url = bench::serve_in_process(runtime.clone()).await?;
     println!("\n## echo submit→result round trip over loopback WebSocket ({url})");
     println!(

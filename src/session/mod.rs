@@ -30,6 +30,7 @@ pub const RUNTIME_FEATURES: &[&str] = &[
     "list_jobs",
     "subscribe",
     "lease_expires_at",
+    "cost.budget",
     "progress",
     "result_chunk",
     "agent_versions",

@@ -7,6 +7,8 @@
 //! - `alloc` with `mib`: allocates and touches `mib` MiB, returns `{"allocated": mib}`;
 //! - `bad-json`: returns text that is not JSON;
 //! - `flood` with `count`: emits `count` log events as fast as it can;
+//! - `compute` with `rounds`: a CPU-bound loop (xorshift) of `rounds` steps, returns
+//!   `{"x": <final state>}` (a benchmark load);
 //! - `ok`: returns `{"ok": true}`.
 
 wit_bindgen::generate!({ path: "../../wit", world: "agent" });
@@ -55,6 +57,15 @@ impl Guest for Hostile {
                     events::log("debug", &format!("flood {i}"));
                 }
                 Ok("{\"flooded\":true}".into())
+            }
+            "compute" => {
+                let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+                for _ in 0..input["rounds"].as_u64().unwrap_or(0) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                }
+                Ok(serde_json::json!({ "x": x }).to_string())
             }
             "ok" => Ok("{\"ok\":true}".into()),
             other => Err(fail(&format!("unknown mode {other:?}"))),
