@@ -4,7 +4,7 @@
 //! a real job (listed, subscribable, with `parent_job_id` and the parent's trace
 //! id), reports it with a `delegate` event in the parent, and waits for its end.
 
-use super::{Job, JobManager, JobStatus};
+use super::{Job, JobManager};
 use crate::error::ArcpError;
 use crate::lease::Lease;
 use crate::protocol::{AcceptedPayload, ids, now_rfc3339};
@@ -12,8 +12,7 @@ use crate::sandbox::{Delegator, Failure};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::watch;
+use std::sync::{Arc, Weak};
 
 /// Starts children of one parent job.
 pub struct ChildJobs {
@@ -96,23 +95,13 @@ impl JobManager {
             request_id: parent.accepted.request_id.clone(),
             parent_job_id: Some(parent.id.clone()),
         };
-        let (cancel, cancel_rx) = watch::channel(false);
-        let child = Arc::new(Job {
-            id: job_id.clone(),
-            principal: parent.principal.clone(),
-            agent: plugin.reference(),
-            trace_id: parent.trace_id.clone(),
+        let (child, cancel_rx) = Job::new(
+            &parent.principal,
             lease,
             accepted,
-            outbox: parent.outbox.clone(),
-            status: Mutex::new(JobStatus::Pending),
-            subscribers: tokio::sync::Mutex::new(Vec::new()),
-            outcome: watch::channel(None).0,
-            children: Mutex::new(Vec::new()),
-            expires_at: parent.expires_at,
-            last_event_seq: Mutex::new(None),
-            cancel,
-        });
+            parent.outbox.clone(),
+            parent.expires_at,
+        );
         if parent.status().is_terminal() {
             return Err(ArcpError::invalid("the parent job has ended"));
         }

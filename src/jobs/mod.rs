@@ -99,6 +99,35 @@ pub struct Job {
 }
 
 impl Job {
+    /// A pending job; its id, agent and trace id are the accepted payload's. Returns
+    /// the receiver its run watches for cancellation.
+    fn new(
+        principal: &str,
+        lease: Lease,
+        accepted: AcceptedPayload,
+        outbox: Arc<Outbox>,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> (Arc<Job>, watch::Receiver<bool>) {
+        let (cancel, cancel_rx) = watch::channel(false);
+        let job = Job {
+            id: accepted.job_id.clone(),
+            principal: principal.to_owned(),
+            agent: accepted.agent.clone(),
+            trace_id: accepted.trace_id.clone(),
+            lease,
+            accepted,
+            outbox,
+            status: Mutex::new(JobStatus::Pending),
+            last_event_seq: Mutex::new(None),
+            subscribers: tokio::sync::Mutex::new(Vec::new()),
+            outcome: watch::channel(None).0,
+            children: Mutex::new(Vec::new()),
+            expires_at,
+            cancel,
+        };
+        (Arc::new(job), cancel_rx)
+    }
+
     /// Current status.
     pub fn status(&self) -> JobStatus {
         self.status.lock().map(|s| *s).unwrap_or(JobStatus::Error)
@@ -343,23 +372,13 @@ impl JobManager {
             request_id: env.id.clone(),
             parent_job_id: req.parent_job_id.clone(),
         };
-        let (cancel, cancel_rx) = watch::channel(false);
-        let job = Arc::new(Job {
-            id: job_id.clone(),
-            principal: principal.to_owned(),
-            agent: plugin.reference(),
-            trace_id: trace_id.clone(),
+        let (job, cancel_rx) = Job::new(
+            principal,
             lease,
-            accepted: accepted.clone(),
-            outbox: outbox.clone(),
-            status: Mutex::new(JobStatus::Pending),
-            subscribers: tokio::sync::Mutex::new(Vec::new()),
-            outcome: watch::channel(None).0,
-            children: Mutex::new(Vec::new()),
+            accepted.clone(),
+            outbox.clone(),
             expires_at,
-            last_event_seq: Mutex::new(None),
-            cancel,
-        });
+        );
         // Register the job and claim its idempotency key under one lock: a concurrent
         // submit with the same key then finds the job and replays instead of starting
         // a second one.
@@ -645,6 +664,16 @@ impl JobManager {
         job.principal == principal || self.config.observers.iter().any(|o| o == principal)
     }
 
+    /// A job `principal` may observe; `JOB_NOT_FOUND` otherwise, never revealing
+    /// whether it exists.
+    fn observable(&self, principal: &str, job_id: &str) -> Result<Arc<Job>, ArcpError> {
+        self.get(job_id)
+            .filter(|j| self.may_observe(principal, j))
+            .ok_or_else(|| {
+                ArcpError::new(ErrorCode::JobNotFound, format!("job {job_id:?} not found"))
+            })
+    }
+
     /// Handles `job.subscribe` (spec §7.6): `job.subscribed` first (the reference
     /// client registers its handle only then), then the history after
     /// `from_event_seq` (the submitter's numbering) if asked for, then live events,
@@ -656,23 +685,16 @@ impl JobManager {
         env: &Envelope,
     ) -> Result<(), ArcpError> {
         let req: SubscribePayload = env.payload_as()?;
-        let job = self
-            .get(&req.job_id)
-            .filter(|j| self.may_observe(principal, j));
+        let job = self.observable(principal, &req.job_id);
         tracing::info!(
             target: "arcp::audit",
             principal,
             session_id = outbox.session_id(),
             job_id = %req.job_id,
-            allowed = job.is_some(),
+            allowed = job.is_ok(),
             "subscribe decision"
         );
-        let job = job.ok_or_else(|| {
-            ArcpError::new(
-                ErrorCode::JobNotFound,
-                format!("job {:?} not found", req.job_id),
-            )
-        })?;
+        let job = job?;
 
         let mut subscribers = job.subscribers.lock().await;
         let history = if req.history {
@@ -733,15 +755,7 @@ impl JobManager {
         env: &Envelope,
     ) -> Result<(), ArcpError> {
         let req: UnsubscribePayload = env.payload_as()?;
-        let job = self
-            .get(&req.job_id)
-            .filter(|j| self.may_observe(principal, j))
-            .ok_or_else(|| {
-                ArcpError::new(
-                    ErrorCode::JobNotFound,
-                    format!("job {:?} not found", req.job_id),
-                )
-            })?;
+        let job = self.observable(principal, &req.job_id)?;
         job.subscribers
             .lock()
             .await

@@ -135,6 +135,16 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Write>) {
     }
 }
 
+/// A row of `SELECT session_id, seq, job_id, frame FROM events`.
+fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        session_id: r.get(0)?,
+        seq: r.get::<_, i64>(1)? as u64,
+        job_id: r.get(2)?,
+        frame: r.get(3)?,
+    })
+}
+
 impl Store for SqliteStore {
     fn append_event(&self, event: StoredEvent) {
         self.send(Write::Event(event));
@@ -152,14 +162,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT session_id, seq, job_id, frame FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq",
         )?;
-        let rows = stmt.query_map(params![session_id, after as i64], |r| {
-            Ok(StoredEvent {
-                session_id: r.get(0)?,
-                seq: r.get::<_, i64>(1)? as u64,
-                job_id: r.get(2)?,
-                frame: r.get(3)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![session_id, after as i64], stored_event)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -176,14 +179,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT session_id, seq, job_id, frame FROM events WHERE job_id = ?1 AND session_id = ?2 AND seq > ?3 ORDER BY seq",
         )?;
-        let rows = stmt.query_map(params![job_id, session_id, after as i64], |r| {
-            Ok(StoredEvent {
-                session_id: r.get(0)?,
-                seq: r.get::<_, i64>(1)? as u64,
-                job_id: r.get(2)?,
-                frame: r.get(3)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![job_id, session_id, after as i64], stored_event)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
