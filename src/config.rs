@@ -32,6 +32,10 @@ pub struct Config {
     /// `idempotency_ttl_sec`: how long an idempotency key is remembered (default
     /// 86400).
     pub idempotency_ttl_sec: u64,
+    /// `lease_expiry_grace_sec`: how long after its lease's `expires_at` a job that
+    /// makes no authority-bearing call may run on before the runtime ends it
+    /// (default 0: at once).
+    pub lease_expiry_grace_sec: u64,
     /// `workspace`: the folder `fs.*` capabilities work in (jobs see paths relative to
     /// it). Absent: no file access for any job.
     pub workspace: Option<PathBuf>,
@@ -163,6 +167,7 @@ impl Default for Config {
             heartbeat_interval_sec: 30,
             resume_window_sec: 600,
             idempotency_ttl_sec: 86_400,
+            lease_expiry_grace_sec: 0,
             workspace: None,
             tools: BTreeMap::new(),
             net: NetConfig::default(),

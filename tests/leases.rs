@@ -222,3 +222,41 @@ async fn a_plugin_built_for_wit_1_0_still_loads_and_runs() {
     let frames = run(&mut c, json!({"agent": "legacy-echo", "input": "old"})).await;
     assert_eq!(frames.last().unwrap()["payload"]["result"]["echoed"], "old");
 }
+
+#[tokio::test]
+async fn an_authority_bearing_call_after_expiry_ends_the_job_lease_expired() {
+    // With a grace period the runtime does not end the job at expiry; the job's next
+    // authority-bearing call does, even though the plugin swallows the failure.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/hostile@1.0.0.wasm"),
+        dir.path().join("hostile@1.0.0.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        bundled_plugins().join("echo@1.0.0.wasm"),
+        dir.path().join("echo@1.0.0.wasm"),
+    )
+    .unwrap();
+    let cfg = dir.path().join("arcp.toml");
+    std::fs::write(
+        &cfg,
+        "lease_expiry_grace_sec = 30\n[tools.meter]\nplugin = \"echo@1.0.0\"\n",
+    )
+    .unwrap();
+    let host = Host::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let at = (chrono::Utc::now() + chrono::Duration::milliseconds(800))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let frames = run(
+        &mut c,
+        json!({"agent": "hostile", "input": {"mode": "late-call", "seconds": 1.5},
+        "lease_request": {"tool.call": ["meter"]}, "lease_constraints": {"expires_at": at}}),
+    )
+    .await;
+    let last = frames.last().unwrap();
+    assert_eq!(last["payload"]["code"], "LEASE_EXPIRED", "{last}");
+    assert_eq!(last["payload"]["retryable"], false);
+    let refused = events_of(&frames, "tool_result");
+    assert_eq!(refused[0]["error"]["code"], "LEASE_EXPIRED");
+}

@@ -482,6 +482,7 @@ impl JobManager {
                 manager: Arc::downgrade(self),
                 parent: job.clone(),
             })),
+            expired_attempt: Default::default(),
         };
         let spec = JobSpec {
             info: JobInfo {
@@ -496,9 +497,12 @@ impl JobManager {
             fuel: job.lease.fuel(),
         };
         let manager = self.clone();
+        // Past `expires_at` every authority-bearing call fails (and the job then ends
+        // LEASE_EXPIRED); after the grace the runtime ends the job itself (spec §9.5).
+        let grace = Duration::from_secs(self.config.lease_expiry_grace_sec);
         let lease_deadline = job
             .expires_at
-            .map(|at| tokio::time::Instant::now() + left(at));
+            .map(|at| tokio::time::Instant::now() + left(at) + grace);
         // Every log line of the job carries its id and the ARCP trace id.
         let span = tracing::info_span!("job", job_id = %job.id, agent = %job.agent, trace_id = %job.trace_id);
         tokio::spawn(

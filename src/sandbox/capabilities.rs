@@ -66,6 +66,9 @@ pub struct Authority {
     pub lease: Lease,
     /// Starts child jobs for `agent.delegate`.
     pub delegator: Option<Arc<dyn Delegator>>,
+    /// Set when the job tried an authority-bearing call after its lease expired
+    /// (spec §9.5: the job then ends with `LEASE_EXPIRED`).
+    pub expired_attempt: std::sync::atomic::AtomicBool,
 }
 
 impl Authority {
@@ -82,6 +85,7 @@ impl Authority {
             models: None,
             lease: Lease::default(),
             delegator: None,
+            expired_attempt: Default::default(),
         }
     }
 }
@@ -102,6 +106,9 @@ impl Authority {
     /// Expiry, then budgets: the checks every authority-bearing call makes first.
     fn admit(&self) -> Result<(), types::Failure> {
         if self.expires_at.is_some_and(|at| Instant::now() >= at) {
+            // However the plugin handles this failure, the job ends LEASE_EXPIRED.
+            self.expired_attempt
+                .store(true, std::sync::atomic::Ordering::Release);
             return Err(failure("LEASE_EXPIRED", "the job's lease has expired"));
         }
         if let Some(currency) = self.budget.exhausted() {

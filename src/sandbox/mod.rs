@@ -288,7 +288,20 @@ impl Sandbox {
         {
             return RunOutcome::InstantiationFailed(format!("setting fuel: {e}"));
         }
-        let outcome = Self::call(&mut store, agent, &spec.info, &spec.input_json).await;
+        let mut outcome = Self::call(&mut store, agent, &spec.info, &spec.input_json).await;
+        if store
+            .data()
+            .authority
+            .expired_attempt
+            .load(Ordering::Acquire)
+        {
+            outcome = RunOutcome::Failed(Failure {
+                code: "LEASE_EXPIRED".into(),
+                message: "the job attempted an authority-bearing operation after its lease expired"
+                    .into(),
+                retryable: false,
+            });
+        }
         let Some(budget) = fuel else { return outcome };
         // Report what the job burnt (spec §9.6: fuel as a runtime-defined currency),
         // and turn running out into BUDGET_EXHAUSTED.

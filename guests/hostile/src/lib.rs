@@ -9,6 +9,8 @@
 //! - `flood` with `count`: emits `count` log events as fast as it can;
 //! - `compute` with `rounds`: a CPU-bound loop (xorshift) of `rounds` steps, returns
 //!   `{"x": <final state>}` (a benchmark load);
+//! - `late-call` with `seconds`: sleeps, then calls the `meter` tool and swallows
+//!   any failure, returning `{"swallowed": bool}`;
 //! - `ok`: returns `{"ok": true}`.
 
 wit_bindgen::generate!({ path: "../../wit", world: "agent" });
@@ -66,6 +68,11 @@ impl Guest for Hostile {
                     x ^= x << 17;
                 }
                 Ok(serde_json::json!({ "x": x }).to_string())
+            }
+            "late-call" => {
+                std::thread::sleep(std::time::Duration::from_secs_f64(input["seconds"].as_f64().unwrap_or(0.0)));
+                let swallowed = arcp::agent::capabilities::call_tool("meter", "{}").is_err();
+                Ok(serde_json::json!({ "swallowed": swallowed }).to_string())
             }
             "ok" => Ok("{\"ok\":true}".into()),
             other => Err(fail(&format!("unknown mode {other:?}"))),
