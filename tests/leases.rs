@@ -260,3 +260,44 @@ async fn an_authority_bearing_call_after_expiry_ends_the_job_lease_expired() {
     let refused = events_of(&frames, "tool_result");
     assert_eq!(refused[0]["error"]["code"], "LEASE_EXPIRED");
 }
+
+#[tokio::test]
+async fn the_effective_lease_is_the_request_within_the_plugins_ceiling() {
+    let s = setup();
+    // A second host over a plugin folder whose reader has a ceiling.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        bundled_plugins().join("reader@1.0.0.wasm"),
+        dir.path().join("reader@1.0.0.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("reader@1.0.0.toml"),
+        "[ceiling]\n\"fs.read\" = [\"/docs/**\"]\n\"cost.budget\" = [\"USD:1.00\"]\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("arcp.toml");
+    std::fs::write(
+        &cfg,
+        format!("workspace = {:?}\n", s.workspace.to_str().unwrap()),
+    )
+    .unwrap();
+    let host = Host::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let lease = json!({"fs.read": ["/docs/a.txt", "/private/secret.txt"], "net.fetch": ["https://example.com/**"], "cost.budget": ["USD:5.00"]});
+    let acc = c.submit(json!({"agent": "reader", "input": {"path": "private/secret.txt"}, "lease_request": lease})).await;
+    assert_eq!(
+        acc["payload"]["lease"],
+        json!({"fs.read": ["/docs/a.txt"], "cost.budget": ["USD:1.00"]}),
+        "{acc}"
+    );
+    assert_eq!(acc["payload"]["budget"], json!({"USD": "USD:1.00"}));
+    let last = c.until_terminal().await.pop().unwrap();
+    assert_eq!(last["payload"]["code"], "PERMISSION_DENIED");
+    let frames = run(
+        &mut c,
+        json!({"agent": "reader", "input": {"path": "docs/a.txt"}, "lease_request": lease}),
+    )
+    .await;
+    assert_eq!(frames.last().unwrap()["payload"]["result"]["text"], "alpha");
+}

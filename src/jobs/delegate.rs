@@ -80,7 +80,7 @@ impl JobManager {
         lease: Lease,
     ) -> Result<Arc<Job>, ArcpError> {
         let plugin = self.registry.inventory().resolve(agent)?;
-        let lease = lease.restricted_to(plugin.manifest.allowed_namespaces.as_deref());
+        let lease = super::effective_lease(&plugin, &lease)?;
         let max_runtime = self.max_runtime(&plugin, None)?;
         let job_id = ids::prefixed("job");
         let budgets = lease.budgets();

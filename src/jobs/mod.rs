@@ -217,6 +217,16 @@ impl Job {
     }
 }
 
+/// A job's effective lease: its request restricted to the plugin's allowed
+/// namespaces and within its sidecar ceiling (spec §9: request ∩ ceiling).
+fn effective_lease(plugin: &Plugin, requested: &Lease) -> Result<Lease, ArcpError> {
+    let lease = requested.restricted_to(plugin.manifest.allowed_namespaces.as_deref());
+    match plugin.manifest.ceiling_lease()? {
+        Some(ceiling) => lease.within(&ceiling),
+        None => Ok(lease),
+    }
+}
+
 /// Routes a sandbox's events to the job's session.
 struct EventRoute(Arc<Job>);
 
@@ -320,7 +330,7 @@ impl JobManager {
             })?,
         };
         let requested = Lease::from_request(req.lease_request.as_ref())?;
-        let lease = requested.restricted_to(plugin.manifest.allowed_namespaces.as_deref());
+        let lease = effective_lease(&plugin, &requested)?;
         let expires_at = match req
             .lease_constraints
             .as_ref()

@@ -119,6 +119,46 @@ impl Lease {
         self.grants.iter()
     }
 
+    /// The effective lease under a plugin's ceiling (a sidecar's `[ceiling]`): only
+    /// namespaces the ceiling names; per namespace the request's patterns the
+    /// ceiling covers, plus the ceiling's patterns the request covers (patterns are
+    /// compared as equal strings or as literals matched by globs: a glob is never
+    /// proven inside another glob); `cost.budget` is the smaller amount per
+    /// currency, and a currency only the ceiling names is imposed.
+    pub fn within(&self, ceiling: &Lease) -> Result<Lease, ArcpError> {
+        let ceiling_matcher = LeaseMatcher::new(ceiling)?;
+        let request_matcher = LeaseMatcher::new(self)?;
+        let mut grants = BTreeMap::new();
+        for (namespace, caps) in &ceiling.grants {
+            if namespace == "cost.budget" {
+                let mut amounts = ceiling.budgets();
+                for (cur, asked) in self.budgets() {
+                    amounts
+                        .entry(cur)
+                        .and_modify(|cap| *cap = (*cap).min(asked));
+                }
+                let list: Vec<String> = amounts.iter().map(|(c, a)| format!("{c}:{a}")).collect();
+                grants.insert(namespace.clone(), list);
+                continue;
+            }
+            let mut list: Vec<String> = self
+                .patterns(namespace)
+                .iter()
+                .filter(|p| subset::covered(ceiling, &ceiling_matcher, namespace, p))
+                .cloned()
+                .collect();
+            for c in caps {
+                if !list.contains(c) && subset::covered(self, &request_matcher, namespace, c) {
+                    list.push(c.clone());
+                }
+            }
+            if !list.is_empty() {
+                grants.insert(namespace.clone(), list);
+            }
+        }
+        Ok(Lease { grants })
+    }
+
     /// The patterns of one namespace.
     pub fn patterns(&self, namespace: &str) -> &[String] {
         self.grants.get(namespace).map(Vec::as_slice).unwrap_or(&[])
@@ -269,6 +309,29 @@ mod tests {
         let b = lease.budgets();
         assert_eq!(b["USD"], Decimal::from_str("0.30").unwrap());
         assert_eq!(budget_to_wire(&b)["USD"], json!("USD:0.30"));
+    }
+
+    #[test]
+    fn a_ceiling_intersects_patterns_and_caps_budgets() {
+        let request = Lease::from_request(Some(&req(json!({
+            "fs.read": ["/docs/a.txt", "/private/x", "/pub/**"],
+            "net.fetch": ["https://example.com/**"],
+            "cost.budget": ["USD:5.00"]
+        }))))
+        .unwrap();
+        let ceiling = Lease::from_request(Some(&req(json!({
+            "fs.read": ["/docs/**", "/pub/readme.md"],
+            "cost.budget": ["USD:1.00", "fuel:1000"]
+        }))))
+        .unwrap();
+        let eff = request.within(&ceiling).unwrap();
+        assert_eq!(eff.patterns("fs.read"), ["/docs/a.txt", "/pub/readme.md"]);
+        assert!(
+            eff.patterns("net.fetch").is_empty(),
+            "a namespace the ceiling does not name"
+        );
+        assert_eq!(eff.budgets()["USD"], Decimal::from_str("1.00").unwrap());
+        assert_eq!(eff.fuel(), Some(1000), "a ceiling-only currency is imposed");
     }
 
     #[test]

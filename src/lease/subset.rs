@@ -12,7 +12,12 @@ fn is_literal(p: &str) -> bool {
 
 /// Whether the parent covers one child pattern of `namespace`: the same pattern, or
 /// a literal the parent's globs match.
-fn covered(parent: &Lease, matcher: &LeaseMatcher, namespace: &str, pattern: &str) -> bool {
+pub(super) fn covered(
+    parent: &Lease,
+    matcher: &LeaseMatcher,
+    namespace: &str,
+    pattern: &str,
+) -> bool {
     if parent.patterns(namespace).iter().any(|p| p == pattern) {
         return true;
     }

@@ -16,9 +16,27 @@ pub struct Manifest {
     pub memory_mib: Option<u64>,
     /// Lowers the longest run time of this plugin's jobs (seconds).
     pub max_runtime_sec: Option<u64>,
-    /// The lease namespaces this plugin may ever be granted (its ceiling); absent
-    /// means no ceiling beyond the client's lease.
+    /// The lease namespaces this plugin may ever be granted; absent means no
+    /// restriction by namespace.
     pub allowed_namespaces: Option<Vec<String>>,
+    /// `[ceiling]`: the most authority this plugin may ever be granted, as a lease
+    /// (`"fs.read" = ["/docs/**"]`, `"cost.budget" = ["USD:1.00"]`); a job's effective
+    /// lease is its request within it. Absent: no ceiling.
+    pub ceiling: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+impl Manifest {
+    /// The ceiling as a validated lease (the error names the bad entry).
+    pub fn ceiling_lease(&self) -> Result<Option<crate::lease::Lease>, crate::error::ArcpError> {
+        let Some(c) = &self.ceiling else {
+            return Ok(None);
+        };
+        let map: serde_json::Map<String, serde_json::Value> = c
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+            .collect();
+        crate::lease::Lease::from_request(Some(&map)).map(Some)
+    }
 }
 
 impl Manifest {
@@ -30,6 +48,11 @@ impl Manifest {
         }
         let text = std::fs::read_to_string(&sidecar)
             .with_context(|| format!("reading sidecar {}", sidecar.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing sidecar {}", sidecar.display()))
+        let manifest: Manifest = toml::from_str(&text)
+            .with_context(|| format!("parsing sidecar {}", sidecar.display()))?;
+        manifest.ceiling_lease().map_err(|e| {
+            anyhow::anyhow!("sidecar {}: [ceiling]: {}", sidecar.display(), e.message)
+        })?;
+        Ok(manifest)
     }
 }
