@@ -246,11 +246,11 @@ async fn an_authority_bearing_call_after_expiry_ends_the_job_lease_expired() {
     .unwrap();
     let host = Host::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
     let mut c = Client::connect(&host.url, TOKEN).await;
-    let at = (chrono::Utc::now() + chrono::Duration::milliseconds(800))
+    let at = (chrono::Utc::now() + chrono::Duration::milliseconds(1500))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let frames = run(
         &mut c,
-        json!({"agent": "hostile", "input": {"mode": "late-call", "seconds": 1.5},
+        json!({"agent": "hostile", "input": {"mode": "late-call", "seconds": 3},
         "lease_request": {"tool.call": ["meter"]}, "lease_constraints": {"expires_at": at}}),
     )
     .await;
