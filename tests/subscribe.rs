@@ -173,3 +173,32 @@ async fn an_observer_principal_may_list_and_subscribe_but_not_cancel() {
         "JOB_NOT_FOUND"
     );
 }
+
+#[tokio::test]
+async fn job_subscribed_carries_the_current_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("arcp.toml");
+    std::fs::write(&cfg, "[tools.meter]\nplugin = \"echo@1.0.0\"\n").unwrap();
+    let host = Host::start(&bundled_plugins(), &["--config", cfg.to_str().unwrap()]);
+    let mut owner = Client::connect(&host.url, TOKEN).await;
+    let acc = owner
+        .submit(
+            json!({"agent": "spender", "input": {"cost_per_call": 0.3, "max_calls": 2},
+            "lease_request": {"tool.call": ["meter"], "cost.budget": ["USD:1.00"]}}),
+        )
+        .await;
+    assert_eq!(acc["payload"]["budget"], json!({"USD": "USD:1.00"}));
+    owner.until_terminal().await;
+    let mut w = Client::connect(&host.url, TOKEN).await;
+    w.send(
+        "job.subscribe",
+        json!({"job_id": acc["payload"]["job_id"], "history": false}),
+    )
+    .await;
+    let subscribed = w.next().await;
+    assert_eq!(
+        subscribed["payload"]["budget"],
+        json!({"USD": "USD:0.40"}),
+        "{subscribed}"
+    );
+}

@@ -513,3 +513,36 @@ async fn a_silent_peer_is_dropped_as_heartbeat_lost_and_its_job_goes_on() {
     let last = r.until_terminal().await.pop().unwrap();
     assert_eq!(last["payload"]["result"], json!({"ticks": 4}));
 }
+
+#[tokio::test]
+async fn bye_and_close_end_the_session_but_touch_no_job() {
+    let host = Host::start(&bundled_plugins(), &[]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let acc = c
+        .submit(json!({"agent": "sleeper", "input": {"seconds": 1}}))
+        .await;
+    let job = acc["payload"]["job_id"].as_str().unwrap().to_owned();
+    c.send("session.bye", json!({"reason": "client.close"}))
+        .await;
+    assert!(
+        common::next_frame(&mut c.ws).await.is_none(),
+        "bye closes the connection"
+    );
+
+    let mut d = Client::connect(&host.url, TOKEN).await;
+    d.send("session.close", json!({"reason": "done"})).await;
+    assert_eq!(d.next().await["type"], "session.closed");
+
+    let mut e = Client::connect(&host.url, TOKEN).await;
+    e.send("session.list_jobs", json!({})).await;
+    let list = e.until("session.jobs").await.pop().unwrap();
+    assert_eq!(list["payload"]["jobs"][0]["job_id"], job.as_str());
+    assert_eq!(
+        list["payload"]["jobs"][0]["status"], "running",
+        "the job outlives its session"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    e.send("session.list_jobs", json!({})).await;
+    let list = e.until("session.jobs").await.pop().unwrap();
+    assert_eq!(list["payload"]["jobs"][0]["status"], "success");
+}

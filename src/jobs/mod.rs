@@ -95,6 +95,8 @@ pub struct Job {
     children: Mutex<Vec<String>>,
     /// The lease's expiry, inherited by children.
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The budget's current remaining amounts (the sandbox updates it).
+    budget_view: Arc<std::sync::Mutex<BTreeMap<String, rust_decimal::Decimal>>>,
     cancel: watch::Sender<bool>,
 }
 
@@ -123,9 +125,20 @@ impl Job {
             outcome: watch::channel(None).0,
             children: Mutex::new(Vec::new()),
             expires_at,
+            budget_view: Default::default(),
             cancel,
         };
         (Arc::new(job), cancel_rx)
+    }
+
+    /// The budget as of now, in the accepted form (`{"USD": "USD:4.10"}`): the
+    /// accepted counters, with every metered currency's remaining amount.
+    pub fn current_budget(&self) -> Option<serde_json::Map<String, Value>> {
+        let mut budget = self.accepted.budget.clone()?;
+        if let Ok(view) = self.budget_view.lock() {
+            budget.extend(lease::budget_to_wire(&view));
+        }
+        Some(budget)
     }
 
     /// Current status.
@@ -470,9 +483,14 @@ impl JobManager {
         let left = |at: chrono::DateTime<chrono::Utc>| {
             (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)
         };
+        let budget = Budget::new(&job.lease);
+        if let Ok(mut view) = job.budget_view.lock() {
+            view.clone_from(budget.remaining());
+        }
         let authority = Authority {
             matcher: LeaseMatcher::new(&job.lease)?,
-            budget: Budget::new(&job.lease),
+            budget,
+            budget_view: job.budget_view.clone(),
             expires_at: job
                 .expires_at
                 .map(|at| std::time::Instant::now() + left(at)),
@@ -735,7 +753,7 @@ impl JobManager {
             agent: job.agent.clone(),
             lease: job.accepted.lease.clone(),
             lease_constraints: job.accepted.lease_constraints.clone(),
-            budget: job.accepted.budget.clone(),
+            budget: job.current_budget(),
             parent_job_id: job.accepted.parent_job_id.clone(),
             trace_id: job.trace_id.clone(),
             subscribed_from: outbox.last_seq() + 1,

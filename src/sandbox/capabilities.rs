@@ -66,6 +66,10 @@ pub struct Authority {
     pub lease: Lease,
     /// Starts child jobs for `agent.delegate`.
     pub delegator: Option<Arc<dyn Delegator>>,
+    /// The budget's remaining amounts as the rest of the runtime sees them (for a
+    /// subscriber's `job.subscribed.budget`); updated after every charge.
+    pub budget_view:
+        Arc<std::sync::Mutex<std::collections::BTreeMap<String, rust_decimal::Decimal>>>,
     /// Set when the job tried an authority-bearing call after its lease expired
     /// (spec §9.5: the job then ends with `LEASE_EXPIRED`).
     pub expired_attempt: std::sync::atomic::AtomicBool,
@@ -85,6 +89,7 @@ impl Authority {
             models: None,
             lease: Lease::default(),
             delegator: None,
+            budget_view: Default::default(),
             expired_attempt: Default::default(),
         }
     }
@@ -103,6 +108,13 @@ fn denied(message: impl Into<String>) -> types::Failure {
 }
 
 impl Authority {
+    /// Publishes the budget's remaining amounts to [`Self::budget_view`].
+    pub(super) fn publish_budget(&self) {
+        if let Ok(mut view) = self.budget_view.lock() {
+            view.clone_from(self.budget.remaining());
+        }
+    }
+
     /// Expiry, then budgets: the checks every authority-bearing call makes first.
     fn admit(&self) -> Result<(), types::Failure> {
         if self.expires_at.is_some_and(|at| Instant::now() >= at) {
@@ -387,6 +399,7 @@ impl capabilities::Host for JobState {
             for (currency, amount) in child.budgets() {
                 authority.budget.charge(&currency, amount);
             }
+            authority.publish_budget();
             Ok(child)
         });
         let delegator = self.authority.delegator.clone();
@@ -441,10 +454,12 @@ impl capabilities::Host for JobState {
             json!({"name": "cost.model", "value": cost, "unit": currency}),
         )
         .await;
+        let charge = self.authority.budget.charge(&currency, completion.cost);
+        self.authority.publish_budget();
         if let Charge::Charged {
             currency,
             remaining,
-        } = self.authority.budget.charge(&currency, completion.cost)
+        } = charge
         {
             let left = remaining.to_string().parse::<f64>().unwrap_or(0.0);
             self.send_event(

@@ -202,11 +202,12 @@ impl events::Host for JobState {
         // `cost.*` metrics in a budgeted currency are charges (spec §9.6); each is
         // followed by the currency's `cost.budget.remaining`.
         let amount = value.as_f64().unwrap_or(f64::NAN);
-        match self
+        let charge = self
             .authority
             .budget
-            .charge_metric(&name, amount, unit.as_deref())
-        {
+            .charge_metric(&name, amount, unit.as_deref());
+        self.authority.publish_budget();
+        match charge {
             Charge::NotACharge => {}
             Charge::Charged {
                 currency,
