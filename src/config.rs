@@ -45,6 +45,9 @@ pub struct Config {
     pub net: NetConfig,
     /// `[models]`: the model gateway for `model.use`; absent, no model calls.
     pub models: Option<ModelsConfig>,
+    /// `[credentials]`: a provisioner of per-job credentials (spec §9.8); absent,
+    /// `provisioned_credentials` is not offered.
+    pub credentials: Option<CredentialsConfig>,
     /// `[limits]`.
     pub limits: Limits,
     /// The principal of a peer whose token matches none (only for stdio with no
@@ -105,6 +108,29 @@ fn default_currency() -> String {
 
 fn default_model_timeout() -> u64 {
     120
+}
+
+/// The credential provisioner (`[credentials]` table): a LiteLLM proxy's key API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// `admin_url`: the proxy's base URL (`/key/generate`, `/key/delete` below it).
+    pub admin_url: String,
+    /// `admin_key_env`: the environment variable holding the proxy's master key.
+    #[serde(default)]
+    pub admin_key_env: Option<String>,
+    /// `endpoint`: where the minted keys are valid (shown to the client).
+    pub endpoint: String,
+    /// `profile`: the API the endpoint speaks (default `openai`).
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    /// `currency` of the proxy's spend caps (default `USD`).
+    #[serde(default = "default_currency")]
+    pub currency: String,
+}
+
+fn default_profile() -> String {
+    "openai".into()
 }
 
 /// One model's price.
@@ -172,6 +198,7 @@ impl Default for Config {
             tools: BTreeMap::new(),
             net: NetConfig::default(),
             models: None,
+            credentials: None,
             limits: Limits::default(),
             anonymous_principal: None,
         }

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod jobs;
 pub mod lease;

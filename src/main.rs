@@ -182,6 +182,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .registry
         .watch()
         .context("watching the plugin folder")?;
+    runtime.spawn_sweeper();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -214,6 +215,7 @@ async fn stdio(args: CommonArgs) -> anyhow::Result<()> {
     }
     let runtime = start(cfg).await?;
     let _watcher = runtime.registry.watch().ok();
+    runtime.spawn_sweeper();
     let conn = transport::stdio::connect(
         runtime.config.limits.max_inbound_frame_kib * 1024,
         runtime.config.limits.outbound_queue,

@@ -79,6 +79,7 @@ impl Runtime {
             store.clone(),
             net.clone(),
             model_gateway(&config)?,
+            provisioner(&config)?,
         ));
         Ok(Arc::new(Runtime {
             config,
@@ -133,12 +134,15 @@ impl Runtime {
     pub fn spawn_sweeper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
+            // The first tick is immediate: credentials a crash left live are revoked
+            // at start-up.
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
                 let Some(rt) = weak.upgrade() else { return };
                 let sessions = rt.sweep_sessions();
                 let keys = rt.jobs.sweep_idempotency();
+                rt.jobs.revoke_outstanding().await;
                 if sessions + keys > 0 {
                     tracing::info!(
                         sessions,
@@ -188,4 +192,28 @@ fn model_gateway(config: &Config) -> anyhow::Result<Option<Arc<ModelGateway>>> {
         Duration::from_secs(m.timeout_sec),
     )?;
     Ok(Some(Arc::new(gateway)))
+}
+
+/// Builds the credential provisioner from `[credentials]`, if configured.
+fn provisioner(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<dyn crate::credentials::Provisioner>>> {
+    let Some(c) = &config.credentials else {
+        return Ok(None);
+    };
+    let key = match &c.admin_key_env {
+        Some(var) => Some(
+            std::env::var(var)
+                .with_context(|| format!("[credentials] admin_key_env: ${var} is not set"))?,
+        ),
+        None => None,
+    };
+    let p = crate::credentials::LiteLlm::new(
+        c.admin_url.clone(),
+        key,
+        c.endpoint.clone(),
+        c.profile.clone(),
+        c.currency.clone(),
+    )?;
+    Ok(Some(Arc::new(p)))
 }

@@ -94,6 +94,7 @@ impl JobManager {
             trace_id: parent.trace_id.clone(),
             request_id: parent.accepted.request_id.clone(),
             parent_job_id: Some(parent.id.clone()),
+            credentials: Vec::new(),
         };
         let (child, cancel_rx) = Job::new(
             &parent.principal,

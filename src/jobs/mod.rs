@@ -12,6 +12,7 @@ mod terminal;
 mod tools;
 
 use crate::config::Config;
+use crate::credentials::Provisioner;
 use crate::error::{ArcpError, ErrorCode};
 use crate::lease::{self, Lease};
 use crate::lease::{Budget, LeaseMatcher};
@@ -23,7 +24,7 @@ use crate::protocol::{
 };
 use crate::sandbox::{Authority, JobInfo, JobSink, JobSpec, ModelGateway, NetClient, Sandbox};
 use crate::session::Outbox;
-use crate::store::{JobRecord, Store};
+use crate::store::{JobRecord, OutstandingCredential, Store};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -95,6 +96,8 @@ pub struct Job {
     children: Mutex<Vec<String>>,
     /// The lease's expiry, inherited by children.
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Provisioned credentials (id, revocation handle), revoked when it ends.
+    credentials: Mutex<Vec<(String, String)>>,
     /// The budget's current remaining amounts (the sandbox updates it).
     budget_view: Arc<std::sync::Mutex<BTreeMap<String, rust_decimal::Decimal>>>,
     cancel: watch::Sender<bool>,
@@ -126,6 +129,7 @@ impl Job {
             children: Mutex::new(Vec::new()),
             expires_at,
             budget_view: Default::default(),
+            credentials: Mutex::new(Vec::new()),
             cancel,
         };
         (Arc::new(job), cancel_rx)
@@ -275,6 +279,7 @@ pub struct JobManager {
     store: Arc<dyn Store>,
     net: Arc<NetClient>,
     models: Option<Arc<ModelGateway>>,
+    credentials: Option<Arc<dyn Provisioner>>,
     jobs: Mutex<HashMap<String, Arc<Job>>>,
     /// (principal, key) → what was submitted, the job it started, and when.
     idempotency: Mutex<HashMap<(String, String), IdempotencyEntry>>,
@@ -289,6 +294,7 @@ impl JobManager {
         store: Arc<dyn Store>,
         net: Arc<NetClient>,
         models: Option<Arc<ModelGateway>>,
+        credentials: Option<Arc<dyn Provisioner>>,
     ) -> Self {
         JobManager {
             config,
@@ -297,6 +303,7 @@ impl JobManager {
             store,
             net,
             models,
+            credentials,
             jobs: Mutex::new(HashMap::new()),
             idempotency: Mutex::new(HashMap::new()),
         }
@@ -319,6 +326,54 @@ impl JobManager {
         before - map.len()
     }
 
+    /// Revokes one credential; on success it leaves the store, on failure it stays
+    /// outstanding and [`Self::revoke_outstanding`] tries again.
+    async fn revoke(&self, id: String, handle: String) -> bool {
+        let Some(provisioner) = &self.credentials else {
+            return false;
+        };
+        match provisioner.revoke(&handle).await {
+            Ok(()) => {
+                self.store.remove_credential(&id);
+                tracing::info!(credential = %id, "credential revoked");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(credential = %id, error = %e, "credential revocation failed; will retry");
+                false
+            }
+        }
+    }
+
+    /// Revokes every outstanding credential whose job is not running here (at
+    /// start-up: all of them, since a restart ended every job; later: those whose
+    /// revocation failed). Returns how many were revoked.
+    pub async fn revoke_outstanding(&self) -> usize {
+        if self.credentials.is_none() {
+            return 0;
+        }
+        let outstanding = match self.store.outstanding_credentials() {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read outstanding credentials");
+                return 0;
+            }
+        };
+        let mut revoked = 0;
+        for c in outstanding {
+            if self
+                .get(&c.job_id)
+                .is_some_and(|j| !j.status().is_terminal())
+            {
+                continue;
+            }
+            if self.revoke(c.id, c.handle).await {
+                revoked += 1;
+            }
+        }
+        revoked
+    }
+
     /// A job by id, whoever owns it.
     pub fn get(&self, job_id: &str) -> Option<Arc<Job>> {
         self.jobs.lock().ok().and_then(|m| m.get(job_id).cloned())
@@ -326,11 +381,16 @@ impl JobManager {
 
     /// Handles `job.submit`: validates, sends `job.accepted` and starts the job.
     /// Errors are pre-acceptance failures, answered by the session as `session.error`.
+    ///
+    /// With `with_credentials` (the session negotiated `provisioned_credentials`)
+    /// and a provisioner configured, a credential is minted for the job and shown in
+    /// its `job.accepted`.
     pub async fn submit(
         self: &Arc<Self>,
         principal: &str,
         outbox: &Arc<Outbox>,
         env: &Envelope,
+        with_credentials: bool,
     ) -> Result<(), ArcpError> {
         let req: SubmitPayload = env.payload_as()?;
         let plugin = self.registry.inventory().resolve(&req.agent)?;
@@ -380,6 +440,30 @@ impl JobManager {
             max_runtime_sec: req.max_runtime_sec,
         };
         let job_id = ids::prefixed("job");
+        let minted = match (&self.credentials, with_credentials) {
+            (Some(provisioner), true) => {
+                let expires = req
+                    .lease_constraints
+                    .as_ref()
+                    .and_then(|c| c.expires_at.clone());
+                let minted = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    provisioner.mint(&job_id, &lease, expires.as_deref()),
+                )
+                .await
+                .map_err(|_| ArcpError::internal("provisioning the job's credential timed out"))?
+                .map_err(|e| {
+                    ArcpError::internal(format!("could not provision the job's credential: {e}"))
+                })?;
+                self.store.put_credential(OutstandingCredential {
+                    id: minted.id.clone(),
+                    job_id: job_id.clone(),
+                    handle: minted.handle.clone(),
+                });
+                Some(minted)
+            }
+            _ => None,
+        };
         let budgets = lease.budgets();
         let accepted = AcceptedPayload {
             job_id: job_id.clone(),
@@ -394,6 +478,7 @@ impl JobManager {
             trace_id: trace_id.clone(),
             request_id: env.id.clone(),
             parent_job_id: req.parent_job_id.clone(),
+            credentials: minted.iter().map(|m| m.wire.clone()).collect(),
         };
         let (job, cancel_rx) = Job::new(
             principal,
@@ -402,6 +487,9 @@ impl JobManager {
             outbox.clone(),
             expires_at,
         );
+        if let (Some(m), Ok(mut held)) = (&minted, job.credentials.lock()) {
+            held.push((m.id.clone(), m.handle.clone()));
+        }
         // Register the job and claim its idempotency key under one lock: a concurrent
         // submit with the same key then finds the job and replays instead of starting
         // a second one.
@@ -445,6 +533,10 @@ impl JobManager {
             }
         };
         if let Some(existing_job) = replay_of {
+            // A replay: the credential minted for it is not needed.
+            if let Some(m) = minted {
+                self.revoke(m.id, m.handle).await;
+            }
             return self.replay_accepted(&existing_job, outbox, env).await;
         }
         self.store.put_job(job.record());
@@ -638,6 +730,15 @@ impl JobManager {
         job.set_status(status);
         job.outcome.send_replace(Some(outcome));
         self.store.put_job(job.record());
+        // Credentials die with the job, however it ended (spec §9.8.2).
+        let held = job
+            .credentials
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
+        for (id, handle) in held {
+            self.revoke(id, handle).await;
+        }
         // Ending a parent ends its children (spec §10).
         let children = job.children.lock().map(|c| c.clone()).unwrap_or_default();
         for child in children.iter().filter_map(|id| self.get(id)) {

@@ -259,6 +259,9 @@ pub struct AcceptedPayload {
     /// Parent job, for delegated jobs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_job_id: Option<String>,
+    /// Provisioned credentials (spec §9.8), only ever sent to the submitter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<Value>,
 }
 
 /// `job.event` payload (spec §8.1).

@@ -171,12 +171,13 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
         .as_ref()
         .map(|c| c.features.clone())
         .unwrap_or_default();
-    // `model.use` only where a model gateway is configured.
+    // `model.use` and `provisioned_credentials` only where configured.
     let features: Vec<String> = client_features
         .iter()
         .filter(|f| {
             RUNTIME_FEATURES.contains(&f.as_str())
                 || (f.as_str() == "model.use" && rt.config.models.is_some())
+                || (f.as_str() == "provisioned_credentials" && rt.config.credentials.is_some())
         })
         .cloned()
         .collect();
@@ -373,8 +374,9 @@ async fn dispatch(rt: &Arc<Runtime>, session: &Arc<SessionState>, env: Envelope)
     }
     let result = match env.kind.as_str() {
         "job.submit" => {
+            let credentials = session.has("provisioned_credentials");
             rt.jobs
-                .submit(&session.principal, &session.outbox, &env)
+                .submit(&session.principal, &session.outbox, &env, credentials)
                 .await
         }
         "job.cancel" => {

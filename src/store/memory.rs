@@ -1,6 +1,6 @@
 //! The in-memory store: for `--in-memory` and tests. Nothing survives a restart.
 
-use super::{JobRecord, Store, StoreError, StoredEvent};
+use super::{JobRecord, OutstandingCredential, Store, StoreError, StoredEvent};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -9,6 +9,7 @@ use std::sync::Mutex;
 pub struct MemoryStore {
     events: Mutex<HashMap<String, BTreeMap<u64, StoredEvent>>>,
     jobs: Mutex<HashMap<String, JobRecord>>,
+    credentials: Mutex<BTreeMap<String, OutstandingCredential>>,
 }
 
 impl MemoryStore {
@@ -68,6 +69,26 @@ impl Store for MemoryStore {
         Ok(m.get(job_id).cloned())
     }
 
+    fn put_credential(&self, credential: OutstandingCredential) {
+        if let Ok(mut m) = self.credentials.lock() {
+            m.insert(credential.id.clone(), credential);
+        }
+    }
+
+    fn remove_credential(&self, id: &str) {
+        if let Ok(mut m) = self.credentials.lock() {
+            m.remove(id);
+        }
+    }
+
+    fn outstanding_credentials(&self) -> Result<Vec<OutstandingCredential>, StoreError> {
+        let m = self
+            .credentials
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        Ok(m.values().cloned().collect())
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -82,5 +103,6 @@ mod tests {
     fn passes_the_store_conformance_tests() {
         conformance::events_come_back_in_order_after_a_cursor(&MemoryStore::new());
         conformance::a_job_record_is_replaced_by_its_latest_version(&MemoryStore::new());
+        conformance::credentials_are_outstanding_until_removed(&MemoryStore::new());
     }
 }

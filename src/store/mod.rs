@@ -44,6 +44,17 @@ pub struct JobRecord {
     pub accepted: String,
 }
 
+/// A provisioned credential not yet revoked (spec §9.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutstandingCredential {
+    /// The credential's `id`.
+    pub id: String,
+    /// The job it was minted for.
+    pub job_id: String,
+    /// The provisioner's revocation handle.
+    pub handle: String,
+}
+
 /// Errors from a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -72,6 +83,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<StoredEvent>, StoreError>;
     /// One job's record.
     fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Records a minted credential until it is revoked.
+    fn put_credential(&self, credential: OutstandingCredential);
+    /// Forgets a revoked credential.
+    fn remove_credential(&self, id: &str);
+    /// Every credential not yet revoked.
+    fn outstanding_credentials(&self) -> Result<Vec<OutstandingCredential>, StoreError>;
     /// Waits until every write handed over so far is durable.
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -127,6 +144,19 @@ pub(crate) mod conformance {
             vec![3, 4, 5, 6]
         );
         assert_eq!(got[0].frame, "frame 3");
+    }
+
+    pub fn credentials_are_outstanding_until_removed(store: &dyn Store) {
+        let c = |id: &str| OutstandingCredential {
+            id: id.into(),
+            job_id: "job_1".into(),
+            handle: format!("h-{id}"),
+        };
+        store.put_credential(c("cred_1"));
+        store.put_credential(c("cred_2"));
+        store.remove_credential("cred_1");
+        store.flush().unwrap();
+        assert_eq!(store.outstanding_credentials().unwrap(), vec![c("cred_2")]);
     }
 
     pub fn a_job_record_is_replaced_by_its_latest_version(store: &dyn Store) {

@@ -5,7 +5,7 @@
 //! event when idle. Reads use their own connection, which WAL lets run beside the
 //! writer.
 
-use super::{JobRecord, Store, StoreError, StoredEvent};
+use super::{JobRecord, OutstandingCredential, Store, StoreError, StoredEvent};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -14,6 +14,8 @@ use std::sync::mpsc;
 enum Write {
     Event(StoredEvent),
     Job(JobRecord),
+    Credential(OutstandingCredential),
+    Revoked(String),
     Flush(mpsc::Sender<Result<(), String>>),
 }
 
@@ -35,6 +37,11 @@ const SCHEMA: &str = "
         PRIMARY KEY (session_id, seq)
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, seq);
+    CREATE TABLE IF NOT EXISTS credentials (
+        id     TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        handle TEXT NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS jobs (
         job_id       TEXT PRIMARY KEY,
         principal    TEXT NOT NULL,
@@ -119,6 +126,15 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Write>) {
                                 j.submitted_at,
                                 j.accepted
                             ])?;
+                        }
+                        Write::Credential(c) => {
+                            txn.execute(
+                                "INSERT OR REPLACE INTO credentials (id, job_id, handle) VALUES (?1, ?2, ?3)",
+                                params![c.id, c.job_id, c.handle],
+                            )?;
+                        }
+                        Write::Revoked(id) => {
+                            txn.execute("DELETE FROM credentials WHERE id = ?1", params![id])?;
                         }
                         Write::Flush(w) => waiters.push(w),
                     }
@@ -206,6 +222,31 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn put_credential(&self, credential: OutstandingCredential) {
+        self.send(Write::Credential(credential));
+    }
+
+    fn remove_credential(&self, id: &str) {
+        self.send(Write::Revoked(id.to_owned()));
+    }
+
+    fn outstanding_credentials(&self) -> Result<Vec<OutstandingCredential>, StoreError> {
+        let conn = self
+            .reader
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let mut stmt =
+            conn.prepare_cached("SELECT id, job_id, handle FROM credentials ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(OutstandingCredential {
+                id: r.get(0)?,
+                job_id: r.get(1)?,
+                handle: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = mpsc::channel();
         self.send(Write::Flush(tx));
@@ -226,6 +267,7 @@ mod tests {
         let store = SqliteStore::open(dir.path()).unwrap();
         conformance::events_come_back_in_order_after_a_cursor(&store);
         conformance::a_job_record_is_replaced_by_its_latest_version(&store);
+        conformance::credentials_are_outstanding_until_removed(&store);
     }
 
     #[test]
