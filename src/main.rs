@@ -159,8 +159,14 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// Starts the runtime and restores what an earlier run left in its store.
 async fn start(cfg: Config) -> anyhow::Result<Arc<Runtime>> {
-    tokio::task::spawn_blocking(move || Runtime::start(cfg)).await?
+    let runtime = tokio::task::spawn_blocking(move || Runtime::start(cfg)).await??;
+    runtime
+        .recover()
+        .await
+        .context("restoring from the store")?;
+    Ok(runtime)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

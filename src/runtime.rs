@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::jobs::JobManager;
 use crate::plugins::Registry;
 use crate::sandbox::{ModelGateway, ModelPrice, NetClient, NetPolicy, Sandbox, SandboxConfig};
-use crate::session::SessionState;
+use crate::session::{Outbox, SessionState};
 use crate::store::{MemoryStore, SqliteStore, Store};
 use anyhow::Context as _;
 use std::collections::HashMap;
@@ -90,6 +90,53 @@ impl Runtime {
             net,
             sessions: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// Restores what an earlier run left in the store: sessions (resumable for one
+    /// window from now) and jobs (listed; those that were running are ended with
+    /// `INTERNAL_ERROR`). Call once, before serving. Returns the number of jobs.
+    pub async fn recover(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let store = self.store.clone();
+        let (sessions, jobs) =
+            tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+                Ok((store.sessions()?, store.jobs()?))
+            })
+            .await??;
+        let mut outboxes: HashMap<String, Arc<Outbox>> = HashMap::new();
+        let max_lag = self.config.limits.max_unacked_events;
+        let mut outbox_for = |id: &str| -> anyhow::Result<Arc<Outbox>> {
+            if let Some(o) = outboxes.get(id) {
+                return Ok(o.clone());
+            }
+            let last = self.store.last_seq(id)?;
+            let o = Arc::new(Outbox::restored(
+                id.to_owned(),
+                self.store.clone(),
+                max_lag,
+                last,
+            ));
+            outboxes.insert(id.to_owned(), o.clone());
+            Ok(o)
+        };
+        for record in &sessions {
+            let outbox = outbox_for(&record.session_id)?;
+            self.register_session(Arc::new(SessionState::restore(record, outbox)));
+        }
+        let count = jobs.len();
+        for record in jobs {
+            let outbox = outbox_for(&record.session_id)?;
+            if let Err(e) = self.jobs.recover_job(record, outbox).await {
+                tracing::error!(error = %e, "a stored job could not be restored");
+            }
+        }
+        if count > 0 || !sessions.is_empty() {
+            tracing::info!(
+                sessions = sessions.len(),
+                jobs = count,
+                "restored from the store"
+            );
+        }
+        Ok(count)
     }
 
     /// The principal a bearer token maps to.

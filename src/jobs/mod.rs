@@ -64,6 +64,20 @@ impl JobStatus {
         }
     }
 
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        [
+            JobStatus::Pending,
+            JobStatus::Running,
+            JobStatus::Success,
+            JobStatus::Error,
+            JobStatus::Cancelled,
+            JobStatus::TimedOut,
+        ]
+        .into_iter()
+        .find(|j| j.as_str() == s)
+    }
+
     /// Whether the job has ended.
     pub fn is_terminal(self) -> bool {
         !matches!(self, JobStatus::Pending | JobStatus::Running)
@@ -324,6 +338,40 @@ impl JobManager {
         let before = map.len();
         map.retain(|_, e| e.at.elapsed() <= ttl);
         before - map.len()
+    }
+
+    /// Restores a job recorded before a restart: listed, subscribable with history,
+    /// and, if it was still running when the runtime stopped, ended now with
+    /// `job.error INTERNAL_ERROR` (retryable) in its session's event log, where its
+    /// subscribers and a resuming submitter find it.
+    pub async fn recover_job(
+        &self,
+        record: JobRecord,
+        outbox: Arc<Outbox>,
+    ) -> Result<(), ArcpError> {
+        let accepted: AcceptedPayload = serde_json::from_str(&record.accepted).map_err(|e| {
+            ArcpError::internal(format!(
+                "job {}: stored accepted payload: {e}",
+                record.job_id
+            ))
+        })?;
+        let lease = Lease::from_request(Some(&accepted.lease))?;
+        let expires_at = accepted
+            .lease_constraints
+            .as_ref()
+            .and_then(|c| c.expires_at.as_deref())
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.with_timezone(&chrono::Utc));
+        let (job, _cancel) = Job::new(&record.principal, lease, accepted, outbox, expires_at);
+        self.register(&job);
+        match JobStatus::parse(&record.status) {
+            Some(status) if status.is_terminal() => job.set_status(status),
+            _ => {
+                tracing::warn!(job_id = %job.id, "job was running when the runtime stopped; ending it");
+                self.conclude(job, terminal::Ending::Restarted).await;
+            }
+        }
+        Ok(())
     }
 
     /// Revokes one credential; on success it leaves the store, on failure it stays

@@ -27,6 +27,8 @@ pub(super) enum Ending {
     TimedOut(Duration),
     /// Its lease's `expires_at` passed.
     LeaseExpired,
+    /// The runtime stopped (crashed or was killed) while the job ran.
+    Restarted,
 }
 
 /// How a job ended, for whoever waits on it (a delegating parent): its final status
@@ -62,6 +64,13 @@ pub(super) async fn finish(job: &Job, ending: Ending) -> Outcome {
                 status: JobStatus::TimedOut,
                 result: Err(ArcpError::new(ErrorCode::Timeout, why)),
             }
+        }
+        Ending::Restarted => {
+            error(
+                job,
+                ArcpError::internal("the runtime restarted while the job was running; resubmit it"),
+            )
+            .await
         }
         Ending::LeaseExpired => {
             error(

@@ -66,13 +66,41 @@ impl SessionState {
             .unwrap_or(false)
     }
 
-    fn rotate_token(&self) -> String {
+    /// A new single-use resume token. Only its hash is kept (in memory and in the
+    /// store, so that the session can be resumed after a restart).
+    fn rotate_token(&self, store: &dyn crate::store::Store) -> String {
         let token = ids::prefixed("rtk");
+        let hash = token_hash(&token);
         if let Ok(mut t) = self.resume_token.lock() {
-            *t = token.clone();
+            t.clone_from(&hash);
         }
+        store.put_session(crate::store::SessionRecord {
+            session_id: self.id.clone(),
+            principal: self.principal.clone(),
+            features: serde_json::to_string(&self.features).unwrap_or_else(|_| "[]".into()),
+            token_hash: hash,
+        });
         token
     }
+
+    /// Rebuilds a session recorded before a restart: detached, resumable for one
+    /// window from now, numbering on after its last stored envelope.
+    pub fn restore(record: &crate::store::SessionRecord, outbox: Arc<Outbox>) -> SessionState {
+        SessionState {
+            id: record.session_id.clone(),
+            principal: record.principal.clone(),
+            outbox,
+            features: serde_json::from_str(&record.features).unwrap_or_default(),
+            resume_token: Mutex::new(record.token_hash.clone()),
+            detached_at: Mutex::new(Some(Instant::now())),
+        }
+    }
+}
+
+/// sha256 of a resume token, hex.
+fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// Serves one connection until the peer leaves, says bye, or goes silent.
@@ -230,7 +258,7 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
             version: env!("CARGO_PKG_VERSION").into(),
         },
         session_id: session.id.clone(),
-        resume_token: session.rotate_token(),
+        resume_token: session.rotate_token(rt.store.as_ref()),
         resume_window_sec: rt.config.resume_window_sec,
         heartbeat_interval_sec: session
             .has("heartbeat")
@@ -286,7 +314,12 @@ fn check_resume(
     let token_ok = session
         .resume_token
         .lock()
-        .map(|t| bool::from(t.as_bytes().ct_eq(resume.resume_token.as_bytes())))
+        .map(|t| {
+            bool::from(
+                t.as_bytes()
+                    .ct_eq(token_hash(&resume.resume_token).as_bytes()),
+            )
+        })
         .unwrap_or(false);
     if !token_ok || session.principal != principal {
         return Err(ArcpError::new(

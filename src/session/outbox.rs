@@ -63,6 +63,22 @@ impl Outbox {
         }
     }
 
+    /// An outbox for a session restored after a restart: numbering goes on after
+    /// `last_seq`, the last envelope stored.
+    pub fn restored(
+        session_id: String,
+        store: Arc<dyn Store>,
+        max_lag: u64,
+        last_seq: u64,
+    ) -> Outbox {
+        let outbox = Outbox::new(session_id, store, max_lag);
+        outbox.last_seq.store(last_seq, Ordering::Release);
+        if let Ok(mut inner) = outbox.inner.try_lock() {
+            inner.next_seq = last_seq + 1;
+        }
+        outbox
+    }
+
     /// Records `session.ack`: never beyond what was sent. Returns the new ack level.
     pub fn ack(&self, last_processed_seq: u64) -> u64 {
         let upto = last_processed_seq.min(self.last_seq());

@@ -1,6 +1,6 @@
 //! The in-memory store: for `--in-memory` and tests. Nothing survives a restart.
 
-use super::{JobRecord, OutstandingCredential, Store, StoreError, StoredEvent};
+use super::{JobRecord, OutstandingCredential, SessionRecord, Store, StoreError, StoredEvent};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -10,6 +10,7 @@ pub struct MemoryStore {
     events: Mutex<HashMap<String, BTreeMap<u64, StoredEvent>>>,
     jobs: Mutex<HashMap<String, JobRecord>>,
     credentials: Mutex<BTreeMap<String, OutstandingCredential>>,
+    sessions: Mutex<BTreeMap<String, SessionRecord>>,
 }
 
 impl MemoryStore {
@@ -69,6 +70,38 @@ impl Store for MemoryStore {
         Ok(m.get(job_id).cloned())
     }
 
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let m = self
+            .jobs
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        Ok(m.values().cloned().collect())
+    }
+
+    fn last_seq(&self, session_id: &str) -> Result<u64, StoreError> {
+        let m = self
+            .events
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        Ok(m.get(session_id)
+            .and_then(|s| s.keys().next_back().copied())
+            .unwrap_or(0))
+    }
+
+    fn put_session(&self, session: SessionRecord) {
+        if let Ok(mut m) = self.sessions.lock() {
+            m.insert(session.session_id.clone(), session);
+        }
+    }
+
+    fn sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        let m = self
+            .sessions
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        Ok(m.values().cloned().collect())
+    }
+
     fn put_credential(&self, credential: OutstandingCredential) {
         if let Ok(mut m) = self.credentials.lock() {
             m.insert(credential.id.clone(), credential);
@@ -104,5 +137,6 @@ mod tests {
         conformance::events_come_back_in_order_after_a_cursor(&MemoryStore::new());
         conformance::a_job_record_is_replaced_by_its_latest_version(&MemoryStore::new());
         conformance::credentials_are_outstanding_until_removed(&MemoryStore::new());
+        conformance::sessions_jobs_and_seqs_are_recoverable(&MemoryStore::new());
     }
 }

@@ -44,6 +44,19 @@ pub struct JobRecord {
     pub accepted: String,
 }
 
+/// What it takes to resume a session after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// `sess_…`.
+    pub session_id: String,
+    /// Its principal.
+    pub principal: String,
+    /// Negotiated features, as a JSON list.
+    pub features: String,
+    /// sha256 (hex) of the current resume token: the token itself is never stored.
+    pub token_hash: String,
+}
+
 /// A provisioned credential not yet revoked (spec §9.8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutstandingCredential {
@@ -83,6 +96,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<StoredEvent>, StoreError>;
     /// One job's record.
     fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Every job record.
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+    /// The highest stored `event_seq` of a session (0 if none).
+    fn last_seq(&self, session_id: &str) -> Result<u64, StoreError>;
+    /// Records (inserts or replaces) a session.
+    fn put_session(&self, session: SessionRecord);
+    /// Every recorded session.
+    fn sessions(&self) -> Result<Vec<SessionRecord>, StoreError>;
     /// Records a minted credential until it is revoked.
     fn put_credential(&self, credential: OutstandingCredential);
     /// Forgets a revoked credential.
@@ -144,6 +165,40 @@ pub(crate) mod conformance {
             vec![3, 4, 5, 6]
         );
         assert_eq!(got[0].frame, "frame 3");
+    }
+
+    pub fn sessions_jobs_and_seqs_are_recoverable(store: &dyn Store) {
+        let s = SessionRecord {
+            session_id: "sess_9".into(),
+            principal: "alice".into(),
+            features: "[\"ack\"]".into(),
+            token_hash: "aa".into(),
+        };
+        store.put_session(s.clone());
+        store.put_session(SessionRecord {
+            token_hash: "bb".into(),
+            ..s.clone()
+        });
+        store.put_job(job("job_9", "running"));
+        for seq in [1, 2, 7] {
+            store.append_event(StoredEvent {
+                session_id: "sess_9".into(),
+                seq,
+                job_id: None,
+                frame: String::new(),
+            });
+        }
+        store.flush().unwrap();
+        assert_eq!(
+            store.sessions().unwrap(),
+            vec![SessionRecord {
+                token_hash: "bb".into(),
+                ..s
+            }]
+        );
+        assert!(store.jobs().unwrap().iter().any(|j| j.job_id == "job_9"));
+        assert_eq!(store.last_seq("sess_9").unwrap(), 7);
+        assert_eq!(store.last_seq("sess_none").unwrap(), 0);
     }
 
     pub fn credentials_are_outstanding_until_removed(store: &dyn Store) {

@@ -5,7 +5,7 @@
 //! event when idle. Reads use their own connection, which WAL lets run beside the
 //! writer.
 
-use super::{JobRecord, OutstandingCredential, Store, StoreError, StoredEvent};
+use super::{JobRecord, OutstandingCredential, SessionRecord, Store, StoreError, StoredEvent};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -15,6 +15,7 @@ enum Write {
     Event(StoredEvent),
     Job(JobRecord),
     Credential(OutstandingCredential),
+    Session(SessionRecord),
     Revoked(String),
     Flush(mpsc::Sender<Result<(), String>>),
 }
@@ -37,6 +38,12 @@ const SCHEMA: &str = "
         PRIMARY KEY (session_id, seq)
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, seq);
+    CREATE TABLE IF NOT EXISTS sessions (
+        session_id TEXT PRIMARY KEY,
+        principal  TEXT NOT NULL,
+        features   TEXT NOT NULL,
+        token_hash TEXT NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS credentials (
         id     TEXT PRIMARY KEY,
         job_id TEXT NOT NULL,
@@ -133,6 +140,12 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Write>) {
                                 params![c.id, c.job_id, c.handle],
                             )?;
                         }
+                        Write::Session(r) => {
+                            txn.execute(
+                                "INSERT OR REPLACE INTO sessions (session_id, principal, features, token_hash) VALUES (?1, ?2, ?3, ?4)",
+                                params![r.session_id, r.principal, r.features, r.token_hash],
+                            )?;
+                        }
                         Write::Revoked(id) => {
                             txn.execute("DELETE FROM credentials WHERE id = ?1", params![id])?;
                         }
@@ -222,6 +235,63 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let conn = self
+            .reader
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted FROM jobs ORDER BY job_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(JobRecord {
+                job_id: r.get(0)?,
+                principal: r.get(1)?,
+                session_id: r.get(2)?,
+                agent: r.get(3)?,
+                status: r.get(4)?,
+                submitted_at: r.get(5)?,
+                accepted: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn last_seq(&self, session_id: &str) -> Result<u64, StoreError> {
+        let conn = self
+            .reader
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let seq: Option<i64> = conn.query_row(
+            "SELECT MAX(seq) FROM events WHERE session_id = ?1",
+            params![session_id],
+            |r| r.get(0),
+        )?;
+        Ok(seq.unwrap_or(0) as u64)
+    }
+
+    fn put_session(&self, session: SessionRecord) {
+        self.send(Write::Session(session));
+    }
+
+    fn sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        let conn = self
+            .reader
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let mut stmt = conn
+            .prepare_cached("SELECT session_id, principal, features, token_hash FROM sessions")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SessionRecord {
+                session_id: r.get(0)?,
+                principal: r.get(1)?,
+                features: r.get(2)?,
+                token_hash: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn put_credential(&self, credential: OutstandingCredential) {
         self.send(Write::Credential(credential));
     }
@@ -268,6 +338,7 @@ mod tests {
         conformance::events_come_back_in_order_after_a_cursor(&store);
         conformance::a_job_record_is_replaced_by_its_latest_version(&store);
         conformance::credentials_are_outstanding_until_removed(&store);
+        conformance::sessions_jobs_and_seqs_are_recoverable(&store);
     }
 
     #[test]

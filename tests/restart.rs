@@ -1,0 +1,92 @@
+//! A runtime killed with SIGKILL and restarted on the same `--data` (issue 5's first
+//! slice): finished jobs are still listed and replayable, a job that was running ends
+//! with `INTERNAL_ERROR` (retryable), and the session resumes across the restart.
+
+mod common;
+
+use common::{Client, Host, TOKEN, bundled_plugins};
+use serde_json::json;
+use std::time::Duration;
+
+/// A TempDir handle for the crashed host's data folder (moved, so that both hosts'
+/// handles do not delete it twice).
+fn reuse(path: &std::path::Path) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("reuse")
+        .tempdir_in(path.parent().unwrap())
+        .unwrap();
+    std::fs::remove_dir(dir.path()).unwrap();
+    std::fs::rename(path, dir.path()).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn after_a_kill_finished_jobs_remain_running_ones_end_and_the_session_resumes() {
+    let data = tempfile::tempdir().unwrap();
+    let data_path = data.path().to_owned();
+    let mut host = Host::start_with_data(&bundled_plugins(), data, &[]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let token = c.welcome["payload"]["resume_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sid = c.session_id.clone();
+    let done = c.submit(json!({"agent": "echo", "input": "kept"})).await;
+    let done_id = done["payload"]["job_id"].as_str().unwrap().to_owned();
+    let finished = c.until_terminal().await;
+    let running = c
+        .submit(json!({"agent": "sleeper", "input": {"seconds": 60}}))
+        .await;
+    let running_id = running["payload"]["job_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await; // the store's writer commits
+    host.child.kill().unwrap();
+    host.child.wait().unwrap();
+
+    let host = Host::start_with_data(&bundled_plugins(), reuse(&data_path), &[]);
+    let mut r = Client::connect_with(
+        &host.url,
+        TOKEN,
+        json!(["list_jobs", "subscribe"]),
+        Some(json!({"session_id": sid, "resume_token": token, "last_event_seq": 1})),
+    )
+    .await;
+    assert_eq!(r.welcome["type"], "session.welcome", "{}", r.welcome);
+    r.session_id = sid.clone();
+    // The crashed job's terminal follows the last envelope sent before the crash.
+    let end = r.until_terminal().await.pop().unwrap();
+    assert_eq!(end["job_id"], running_id.as_str());
+    assert_eq!(end["type"], "job.error");
+    assert_eq!(end["payload"]["code"], "INTERNAL_ERROR");
+    assert_eq!(end["payload"]["retryable"], true);
+    assert!(
+        end["payload"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("restarted")
+    );
+    assert_eq!(end["event_seq"], 2, "numbering goes on without a gap");
+
+    r.send("session.list_jobs", json!({})).await;
+    let list = r.until("session.jobs").await.pop().unwrap();
+    let status = |id: &str| {
+        list["payload"]["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job_id"] == id)
+            .map(|j| j["status"].clone())
+    };
+    assert_eq!(status(&done_id), Some(json!("success")));
+    assert_eq!(status(&running_id), Some(json!("error")));
+
+    // A finished job replays its history and terminal to a new subscriber.
+    let mut w = Client::connect(&host.url, TOKEN).await;
+    w.send("job.subscribe", json!({"job_id": done_id, "history": true}))
+        .await;
+    assert_eq!(w.next().await["type"], "job.subscribed");
+    let replay = w.until_terminal().await;
+    assert_eq!(
+        replay.last().unwrap()["payload"]["result"],
+        finished.last().unwrap()["payload"]["result"]
+    );
+}
