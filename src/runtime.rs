@@ -93,15 +93,16 @@ impl Runtime {
     }
 
     /// Restores what an earlier run left in the store: sessions (resumable for one
-    /// window from now) and jobs (listed; those that were running are ended with
-    /// `INTERNAL_ERROR`). Call once, before serving. Returns the number of jobs.
+    /// window from now), idempotency keys, and jobs (listed; those that were running
+    /// are ended with `INTERNAL_ERROR`). Call once, before serving. Returns the number of jobs.
     pub async fn recover(self: &Arc<Self>) -> anyhow::Result<usize> {
         let store = self.store.clone();
-        let (sessions, jobs) =
+        let (sessions, jobs, keys) =
             tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-                Ok((store.sessions()?, store.jobs()?))
+                Ok((store.sessions()?, store.jobs()?, store.idempotency_keys()?))
             })
             .await??;
+        self.jobs.recover_idempotency(keys);
         let mut outboxes: HashMap<String, Arc<Outbox>> = HashMap::new();
         let max_lag = self.config.limits.max_unacked_events;
         let mut outbox_for = |id: &str| -> anyhow::Result<Arc<Outbox>> {

@@ -1,6 +1,7 @@
 //! A runtime killed with SIGKILL and restarted on the same `--data` (issue 5's first
 //! slice): finished jobs are still listed and replayable, a job that was running ends
-//! with `INTERNAL_ERROR` (retryable), and the session resumes across the restart.
+//! with `INTERNAL_ERROR` (retryable), the session resumes across the restart, and an
+//! idempotent resubmit returns the original `job.accepted`.
 
 mod common;
 
@@ -31,7 +32,9 @@ async fn after_a_kill_finished_jobs_remain_running_ones_end_and_the_session_resu
         .unwrap()
         .to_owned();
     let sid = c.session_id.clone();
-    let done = c.submit(json!({"agent": "echo", "input": "kept"})).await;
+    let done = c
+        .submit(json!({"agent": "echo", "input": "kept", "idempotency_key": "survives"}))
+        .await;
     let done_id = done["payload"]["job_id"].as_str().unwrap().to_owned();
     let finished = c.until_terminal().await;
     let running = c
@@ -78,6 +81,20 @@ async fn after_a_kill_finished_jobs_remain_running_ones_end_and_the_session_resu
     };
     assert_eq!(status(&done_id), Some(json!("success")));
     assert_eq!(status(&running_id), Some(json!("error")));
+
+    // An idempotent resubmit after the restart returns the original acceptance.
+    let again = r
+        .submit(json!({"agent": "echo", "input": "kept", "idempotency_key": "survives"}))
+        .await;
+    assert_eq!(again["payload"]["job_id"], done_id.as_str());
+    assert_eq!(
+        again["payload"]["accepted_at"],
+        done["payload"]["accepted_at"]
+    );
+    let conflict = r
+        .submit(json!({"agent": "echo", "input": "other", "idempotency_key": "survives"}))
+        .await;
+    assert_eq!(conflict["payload"]["code"], "DUPLICATE_KEY");
 
     // A finished job replays its history and terminal to a new subscriber.
     let mut w = Client::connect(&host.url, TOKEN).await;

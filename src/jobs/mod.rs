@@ -270,7 +270,7 @@ impl JobSink for EventRoute {
 
 /// The fingerprint of a submit for idempotency (spec §7.2): what must be identical
 /// for a replay.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Fingerprint {
     agent: String,
     input: Value,
@@ -282,7 +282,16 @@ struct Fingerprint {
 struct IdempotencyEntry {
     fingerprint: Fingerprint,
     job_id: String,
-    at: std::time::Instant,
+    /// Wall-clock time, so that a key's lifetime runs on across restarts.
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+impl IdempotencyEntry {
+    fn expired(&self, ttl: Duration) -> bool {
+        (chrono::Utc::now() - self.at)
+            .to_std()
+            .is_ok_and(|age| age > ttl)
+    }
 }
 
 /// All jobs of this runtime.
@@ -335,9 +344,41 @@ impl JobManager {
         let Ok(mut map) = self.idempotency.lock() else {
             return 0;
         };
-        let before = map.len();
-        map.retain(|_, e| e.at.elapsed() <= ttl);
-        before - map.len()
+        let expired: Vec<(String, String)> = map
+            .iter()
+            .filter(|(_, e)| e.expired(ttl))
+            .map(|(slot, _)| slot.clone())
+            .collect();
+        for (principal, key) in &expired {
+            map.remove(&(principal.clone(), key.clone()));
+            self.store.remove_idempotency(principal, key);
+        }
+        expired.len()
+    }
+
+    /// Restores idempotency keys recorded before a restart (expired ones are
+    /// dropped by the next sweep).
+    pub fn recover_idempotency(&self, records: Vec<crate::store::IdempotencyRecord>) {
+        let Ok(mut map) = self.idempotency.lock() else {
+            return;
+        };
+        for r in records {
+            let (Ok(fingerprint), Ok(at)) = (
+                serde_json::from_str::<Fingerprint>(&r.fingerprint),
+                chrono::DateTime::parse_from_rfc3339(&r.created_at),
+            ) else {
+                tracing::warn!(key = %r.key, "unreadable stored idempotency key skipped");
+                continue;
+            };
+            map.insert(
+                (r.principal, r.key),
+                IdempotencyEntry {
+                    fingerprint,
+                    job_id: r.job_id,
+                    at: at.with_timezone(&chrono::Utc),
+                },
+            );
+        }
     }
 
     /// Restores a job recorded before a restart: listed, subscribable with history,
@@ -553,7 +594,7 @@ impl JobManager {
                     .map_err(|_| ArcpError::internal("idempotency table unavailable"))?;
                 let slot = (principal.to_owned(), key.clone());
                 let ttl = Duration::from_secs(self.config.idempotency_ttl_sec);
-                if map.get(&slot).is_some_and(|e| e.at.elapsed() > ttl) {
+                if map.get(&slot).is_some_and(|e| e.expired(ttl)) {
                     map.remove(&slot);
                 }
                 match map.get(&slot).map(|e| (&e.fingerprint, &e.job_id)) {
@@ -566,12 +607,20 @@ impl JobManager {
                     }
                     Some((_, existing_job)) => Some(existing_job.clone()),
                     None => {
+                        let at = chrono::Utc::now();
+                        self.store.put_idempotency(crate::store::IdempotencyRecord {
+                            principal: principal.to_owned(),
+                            key: key.clone(),
+                            fingerprint: serde_json::to_string(&fingerprint).unwrap_or_default(),
+                            job_id: job_id.clone(),
+                            created_at: at.to_rfc3339(),
+                        });
                         map.insert(
                             slot,
                             IdempotencyEntry {
                                 fingerprint,
                                 job_id: job_id.clone(),
-                                at: std::time::Instant::now(),
+                                at,
                             },
                         );
                         self.register(&job);

@@ -1,6 +1,9 @@
 //! The in-memory store: for `--in-memory` and tests. Nothing survives a restart.
 
-use super::{JobRecord, OutstandingCredential, SessionRecord, Store, StoreError, StoredEvent};
+use super::{
+    IdempotencyRecord, JobRecord, OutstandingCredential, SessionRecord, Store, StoreError,
+    StoredEvent,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -11,6 +14,7 @@ pub struct MemoryStore {
     jobs: Mutex<HashMap<String, JobRecord>>,
     credentials: Mutex<BTreeMap<String, OutstandingCredential>>,
     sessions: Mutex<BTreeMap<String, SessionRecord>>,
+    keys: Mutex<BTreeMap<(String, String), IdempotencyRecord>>,
 }
 
 impl MemoryStore {
@@ -102,6 +106,26 @@ impl Store for MemoryStore {
         Ok(m.values().cloned().collect())
     }
 
+    fn put_idempotency(&self, record: IdempotencyRecord) {
+        if let Ok(mut m) = self.keys.lock() {
+            m.insert((record.principal.clone(), record.key.clone()), record);
+        }
+    }
+
+    fn remove_idempotency(&self, principal: &str, key: &str) {
+        if let Ok(mut m) = self.keys.lock() {
+            m.remove(&(principal.to_owned(), key.to_owned()));
+        }
+    }
+
+    fn idempotency_keys(&self) -> Result<Vec<IdempotencyRecord>, StoreError> {
+        let m = self
+            .keys
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        Ok(m.values().cloned().collect())
+    }
+
     fn put_credential(&self, credential: OutstandingCredential) {
         if let Ok(mut m) = self.credentials.lock() {
             m.insert(credential.id.clone(), credential);
@@ -138,5 +162,6 @@ mod tests {
         conformance::a_job_record_is_replaced_by_its_latest_version(&MemoryStore::new());
         conformance::credentials_are_outstanding_until_removed(&MemoryStore::new());
         conformance::sessions_jobs_and_seqs_are_recoverable(&MemoryStore::new());
+        conformance::idempotency_keys_are_kept_until_removed(&MemoryStore::new());
     }
 }

@@ -57,6 +57,21 @@ pub struct SessionRecord {
     pub token_hash: String,
 }
 
+/// An idempotency key (spec §7.2), kept for its lifetime across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The submitting principal.
+    pub principal: String,
+    /// The client's key.
+    pub key: String,
+    /// What was submitted, as JSON.
+    pub fingerprint: String,
+    /// The job it started.
+    pub job_id: String,
+    /// When, RFC 3339.
+    pub created_at: String,
+}
+
 /// A provisioned credential not yet revoked (spec §9.8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutstandingCredential {
@@ -104,6 +119,12 @@ pub trait Store: Send + Sync + 'static {
     fn put_session(&self, session: SessionRecord);
     /// Every recorded session.
     fn sessions(&self) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Records an idempotency key.
+    fn put_idempotency(&self, record: IdempotencyRecord);
+    /// Forgets an expired idempotency key.
+    fn remove_idempotency(&self, principal: &str, key: &str);
+    /// Every recorded idempotency key.
+    fn idempotency_keys(&self) -> Result<Vec<IdempotencyRecord>, StoreError>;
     /// Records a minted credential until it is revoked.
     fn put_credential(&self, credential: OutstandingCredential);
     /// Forgets a revoked credential.
@@ -199,6 +220,21 @@ pub(crate) mod conformance {
         assert!(store.jobs().unwrap().iter().any(|j| j.job_id == "job_9"));
         assert_eq!(store.last_seq("sess_9").unwrap(), 7);
         assert_eq!(store.last_seq("sess_none").unwrap(), 0);
+    }
+
+    pub fn idempotency_keys_are_kept_until_removed(store: &dyn Store) {
+        let r = |key: &str| IdempotencyRecord {
+            principal: "alice".into(),
+            key: key.into(),
+            fingerprint: "{}".into(),
+            job_id: "job_1".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+        };
+        store.put_idempotency(r("k1"));
+        store.put_idempotency(r("k2"));
+        store.remove_idempotency("alice", "k1");
+        store.flush().unwrap();
+        assert_eq!(store.idempotency_keys().unwrap(), vec![r("k2")]);
     }
 
     pub fn credentials_are_outstanding_until_removed(store: &dyn Store) {

@@ -5,7 +5,10 @@
 //! event when idle. Reads use their own connection, which WAL lets run beside the
 //! writer.
 
-use super::{JobRecord, OutstandingCredential, SessionRecord, Store, StoreError, StoredEvent};
+use super::{
+    IdempotencyRecord, JobRecord, OutstandingCredential, SessionRecord, Store, StoreError,
+    StoredEvent,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,6 +19,8 @@ enum Write {
     Job(JobRecord),
     Credential(OutstandingCredential),
     Session(SessionRecord),
+    Key(IdempotencyRecord),
+    KeyGone(String, String),
     Revoked(String),
     Flush(mpsc::Sender<Result<(), String>>),
 }
@@ -43,6 +48,14 @@ const SCHEMA: &str = "
         principal  TEXT NOT NULL,
         features   TEXT NOT NULL,
         token_hash TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS idempotency (
+        principal   TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        job_id      TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (principal, key)
     );
     CREATE TABLE IF NOT EXISTS credentials (
         id     TEXT PRIMARY KEY,
@@ -144,6 +157,18 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Write>) {
                             txn.execute(
                                 "INSERT OR REPLACE INTO sessions (session_id, principal, features, token_hash) VALUES (?1, ?2, ?3, ?4)",
                                 params![r.session_id, r.principal, r.features, r.token_hash],
+                            )?;
+                        }
+                        Write::Key(k) => {
+                            txn.execute(
+                                "INSERT OR REPLACE INTO idempotency (principal, key, fingerprint, job_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                params![k.principal, k.key, k.fingerprint, k.job_id, k.created_at],
+                            )?;
+                        }
+                        Write::KeyGone(principal, key) => {
+                            txn.execute(
+                                "DELETE FROM idempotency WHERE principal = ?1 AND key = ?2",
+                                params![principal, key],
                             )?;
                         }
                         Write::Revoked(id) => {
@@ -292,6 +317,34 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn put_idempotency(&self, record: IdempotencyRecord) {
+        self.send(Write::Key(record));
+    }
+
+    fn remove_idempotency(&self, principal: &str, key: &str) {
+        self.send(Write::KeyGone(principal.to_owned(), key.to_owned()));
+    }
+
+    fn idempotency_keys(&self) -> Result<Vec<IdempotencyRecord>, StoreError> {
+        let conn = self
+            .reader
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT principal, key, fingerprint, job_id, created_at FROM idempotency ORDER BY key",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(IdempotencyRecord {
+                principal: r.get(0)?,
+                key: r.get(1)?,
+                fingerprint: r.get(2)?,
+                job_id: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn put_credential(&self, credential: OutstandingCredential) {
         self.send(Write::Credential(credential));
     }
@@ -339,6 +392,7 @@ mod tests {
         conformance::a_job_record_is_replaced_by_its_latest_version(&store);
         conformance::credentials_are_outstanding_until_removed(&store);
         conformance::sessions_jobs_and_seqs_are_recoverable(&store);
+        conformance::idempotency_keys_are_kept_until_removed(&store);
     }
 
     #[test]
