@@ -387,3 +387,29 @@ pub async fn sandbox_costs(sandbox: Arc<Sandbox>, probe: &Path) -> anyhow::Resul
     );
     Ok(())
 }
+
+/// Events from one job to one client: a `ticker` emitting `n` log events as fast as
+/// it can, counted at the client until the terminal. Returns events per second.
+pub async fn event_rate(url: &str, token: &str, n: u64) -> anyhow::Result<f64> {
+    let mut c = BenchClient::connect(url, token).await?;
+    let t = Instant::now();
+    c.send(
+        "job.submit",
+        json!({"agent": "ticker", "input": {"count": n}}),
+        None,
+    )
+    .await?;
+    let mut events = 0u64;
+    loop {
+        let f = next(&mut c.ws).await?;
+        match f["type"].as_str() {
+            Some("job.event") => events += 1,
+            Some("job.result") => break,
+            Some("job.error") | Some("session.error") => anyhow::bail!("ticker failed: {f}"),
+            _ => {}
+        }
+    }
+    let elapsed = t.elapsed();
+    anyhow::ensure!(events == n, "expected {n} events, got {events}");
+    Ok(n as f64 / elapsed.as_secs_f64())
+}

@@ -54,6 +54,10 @@ struct BenchArgs {
     /// Instantiations per plugin.
     #[arg(long, default_value_t = 1000)]
     instantiations: usize,
+    /// Events for the one-job event-rate run against --url (0 skips it; the runtime
+    /// must serve the `ticker` agent).
+    #[arg(long, default_value_t = 0)]
+    events: u64,
     /// The probe plugin for sandbox costs (host call, fuel overhead).
     #[arg(long, default_value = "tests/plugins/hostile@1.0.0.wasm")]
     probe: PathBuf,
@@ -374,6 +378,13 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             "{}",
             bench::round_trips(url, &args.bench_token, args.round_trips).await?
         );
+        if args.events > 0 {
+            let rate = bench::event_rate(url, &args.bench_token, args.events).await?;
+            println!(
+                "\n## events from one job to one client ({} ticker events)\n{rate:.0} events/s",
+                args.events
+            );
+        }
         return Ok(());
     }
     let mut cfg = load_config(&args.common)?;
