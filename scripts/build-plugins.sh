@@ -9,14 +9,22 @@ target=wasm32-wasip2
 out="$root/plugins"
 
 if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
-  build() { cargo build --release --target "$target" "$@"; }
+  build() {
+    echo "== cargo build $*" >&2
+    cargo build --release --target "$target" "$@"
+  }
 else
   echo "rustup target $target not installed: using Debian's rustc-web (build-std)" >&2
-  if ! command -v /usr/bin/rustc >/dev/null || ! [ -d /usr/lib/wasm32-wasi ]; then
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc
-  fi
+  debs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc)
+  for deb in "${debs[@]}"; do
+    if [ "$(dpkg-query -W -f='${Status}' "$deb" 2>/dev/null)" != "install ok installed" ]; then
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends "${debs[@]}"
+      break
+    fi
+  done
   build() {
+    echo "== cargo build $*" >&2
     env PATH=/usr/lib/llvm-22/bin:/usr/bin:/bin RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
         RUSTC_BOOTSTRAP=1 RUSTFLAGS="-L/usr/lib/wasm32-wasi" \
         /usr/bin/cargo build --release --target "$target" -Zbuild-std=std,panic_abort "$@"

@@ -3,8 +3,6 @@
 
 wit_bindgen::generate!({ path: "../../wit", world: "agent" });
 
-
-
 const VERSION: &str = if cfg!(feature = "v2") { "2.0.0" } else { "1.0.0" };
 
 struct Echo;

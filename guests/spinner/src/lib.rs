@@ -3,8 +3,6 @@
 
 wit_bindgen::generate!({ path: "../../wit", world: "agent" });
 
-
-
 struct Spinner;
 
 impl Guest for Spinner {
