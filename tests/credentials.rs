@@ -7,7 +7,6 @@ mod common;
 use common::{Client, Host, TOKEN, bundled_plugins};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Default)]
 struct Seen {
@@ -25,52 +24,24 @@ async fn fake_litellm() -> (u16, Arc<Mutex<Seen>>) {
         while let Ok((mut sock, _)) = listener.accept().await {
             let log = log.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else {
-                        continue;
-                    };
-                    let len: usize = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    let path = text.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let body: Value =
-                        serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap_or(Value::Null);
-                    let reply = {
-                        let mut s = log.lock().unwrap();
-                        if path == "/key/generate" {
-                            s.generated.push(body);
-                            let n = s.generated.len();
-                            json!({"key": format!("sk-virt-{n}"), "token": format!("tok-{n}")})
-                        } else {
-                            for k in body["keys"].as_array().into_iter().flatten() {
-                                s.deleted.push(k.as_str().unwrap_or_default().to_owned());
-                            }
-                            json!({"deleted_keys": body["keys"]})
-                        }
-                    }
-                    .to_string();
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                        reply.len()
-                    );
-                    let _ = sock.write_all(resp.as_bytes()).await;
+                let Some(req) = common::read_http_request(&mut sock).await else {
                     return;
-                }
+                };
+                let body = req.json();
+                let reply = {
+                    let mut s = log.lock().unwrap();
+                    if req.path() == "/key/generate" {
+                        s.generated.push(body);
+                        let n = s.generated.len();
+                        json!({"key": format!("sk-virt-{n}"), "token": format!("tok-{n}")})
+                    } else {
+                        for k in body["keys"].as_array().into_iter().flatten() {
+                            s.deleted.push(k.as_str().unwrap_or_default().to_owned());
+                        }
+                        json!({"deleted_keys": body["keys"]})
+                    }
+                };
+                common::write_json_response(&mut sock, &reply.to_string()).await;
             });
         }
     });
@@ -180,19 +151,10 @@ async fn a_credential_left_live_by_a_crash_is_revoked_after_the_restart() {
     assert!(seen.lock().unwrap().deleted.is_empty());
 
     // A restart on the same data folder revokes what the crash left live.
-    let _host2 = Host::start_with_data(&bundled_plugins(), reuse(data_path), &["--config", &cfg]);
+    let _host2 = Host::start_with_data(
+        &bundled_plugins(),
+        common::reuse_data_dir(&data_path),
+        &["--config", &cfg],
+    );
     wait_for(&seen, "tok-1").await;
-}
-
-/// A TempDir handle for an existing folder (the crashed host's data folder).
-fn reuse(path: std::path::PathBuf) -> tempfile::TempDir {
-    let parent = path.parent().unwrap().to_owned();
-    let name = path.file_name().unwrap().to_owned();
-    let dir = tempfile::Builder::new()
-        .prefix("reuse")
-        .tempdir_in(&parent)
-        .unwrap();
-    std::fs::remove_dir(dir.path()).unwrap();
-    std::fs::rename(parent.join(name), dir.path()).unwrap();
-    dir
 }

@@ -7,7 +7,6 @@ mod common;
 use common::{Client, Host, TOKEN, bundled_plugins};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KEY: &str = "sk-test-secret-key-0123456789";
 
@@ -22,54 +21,18 @@ async fn fake_openai() -> (u16, Arc<Mutex<Vec<(String, Value)>>>) {
         while let Ok((mut sock, _)) = listener.accept().await {
             let log = log.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    let n = match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = &text[..end];
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    let auth = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .starts_with("authorization:")
-                                .then(|| l[14..].trim().to_owned())
-                        })
-                        .unwrap_or_default();
-                    let body: Value =
-                        serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap_or(Value::Null);
-                    log.lock().unwrap().push((auth, body.clone()));
-                    let reply = json!({
-                        "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "A short summary."}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}
-                    })
-                    .to_string();
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                        reply.len()
-                    );
-                    let _ = sock.write_all(resp.as_bytes()).await;
+                let Some(req) = common::read_http_request(&mut sock).await else {
                     return;
-                }
+                };
+                let body = req.json();
+                let auth = req.header("authorization").unwrap_or_default();
+                log.lock().unwrap().push((auth, body.clone()));
+                let reply = json!({
+                    "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "A short summary."}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}
+                });
+                common::write_json_response(&mut sock, &reply.to_string()).await;
             });
         }
     });

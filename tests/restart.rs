@@ -9,18 +9,6 @@ use common::{Client, Host, TOKEN, bundled_plugins};
 use serde_json::json;
 use std::time::Duration;
 
-/// A TempDir handle for the crashed host's data folder (moved, so that both hosts'
-/// handles do not delete it twice).
-fn reuse(path: &std::path::Path) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("reuse")
-        .tempdir_in(path.parent().unwrap())
-        .unwrap();
-    std::fs::remove_dir(dir.path()).unwrap();
-    std::fs::rename(path, dir.path()).unwrap();
-    dir
-}
-
 #[tokio::test]
 async fn after_a_kill_finished_jobs_remain_running_ones_end_and_the_session_resumes() {
     let data = tempfile::tempdir().unwrap();
@@ -45,7 +33,7 @@ async fn after_a_kill_finished_jobs_remain_running_ones_end_and_the_session_resu
     host.child.kill().unwrap();
     host.child.wait().unwrap();
 
-    let host = Host::start_with_data(&bundled_plugins(), reuse(&data_path), &[]);
+    let host = Host::start_with_data(&bundled_plugins(), common::reuse_data_dir(&data_path), &[]);
     let mut r = Client::connect_with(
         &host.url,
         TOKEN,

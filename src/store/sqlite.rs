@@ -199,6 +199,20 @@ fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     })
 }
 
+/// A row of `SELECT job_id, principal, session_id, agent, status, submitted_at,
+/// accepted FROM jobs`.
+fn job_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+    Ok(JobRecord {
+        job_id: r.get(0)?,
+        principal: r.get(1)?,
+        session_id: r.get(2)?,
+        agent: r.get(3)?,
+        status: r.get(4)?,
+        submitted_at: r.get(5)?,
+        accepted: r.get(6)?,
+    })
+}
+
 impl Store for SqliteStore {
     fn append_event(&self, event: StoredEvent) {
         self.send(Write::Event(event));
@@ -245,19 +259,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted FROM jobs WHERE job_id = ?1",
         )?;
-        Ok(stmt
-            .query_row(params![job_id], |r| {
-                Ok(JobRecord {
-                    job_id: r.get(0)?,
-                    principal: r.get(1)?,
-                    session_id: r.get(2)?,
-                    agent: r.get(3)?,
-                    status: r.get(4)?,
-                    submitted_at: r.get(5)?,
-                    accepted: r.get(6)?,
-                })
-            })
-            .optional()?)
+        Ok(stmt.query_row(params![job_id], job_record).optional()?)
     }
 
     fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
@@ -268,17 +270,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted FROM jobs ORDER BY job_id",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(JobRecord {
-                job_id: r.get(0)?,
-                principal: r.get(1)?,
-                session_id: r.get(2)?,
-                agent: r.get(3)?,
-                status: r.get(4)?,
-                submitted_at: r.get(5)?,
-                accepted: r.get(6)?,
-            })
-        })?;
+        let rows = stmt.query_map([], job_record)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -20,6 +20,89 @@ pub fn bundled_plugins() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins")
 }
 
+/// One HTTP/1.1 request, as a small fake upstream in a test sees it.
+pub struct HttpRequest {
+    /// Request line and headers.
+    pub head: String,
+    /// The body (`Content-Length` bytes).
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// The request path.
+    pub fn path(&self) -> &str {
+        self.head.split_whitespace().nth(1).unwrap_or("")
+    }
+
+    /// A header's value, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+
+    /// The body as JSON (`null` when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// Reads one request (head and `Content-Length` body) from a fake upstream's socket.
+pub async fn read_http_request(sock: &mut TcpStream) -> Option<HttpRequest> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let len: usize = HttpRequest {
+            head: head.clone(),
+            body: Vec::new(),
+        }
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+        if buf.len() >= end + 4 + len {
+            return Some(HttpRequest {
+                head,
+                body: buf[end + 4..end + 4 + len].to_vec(),
+            });
+        }
+    }
+}
+
+/// Answers `200 OK` with a JSON body and closes.
+pub async fn write_json_response(sock: &mut TcpStream, body: &str) {
+    use tokio::io::AsyncWriteExt;
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = sock.write_all(resp.as_bytes()).await;
+}
+
+/// Takes over a stopped host's data folder for a second host: the folder is moved
+/// to a new `TempDir`, so that the two hosts' handles never delete it twice.
+pub fn reuse_data_dir(path: &Path) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("reuse")
+        .tempdir_in(path.parent().expect("a data folder has a parent"))
+        .expect("temp dir");
+    std::fs::remove_dir(dir.path()).expect("remove placeholder");
+    std::fs::rename(path, dir.path()).expect("move data folder");
+    dir
+}
+
 /// A running `arcp-host serve`.
 pub struct Host {
     pub url: String,
