@@ -50,6 +50,10 @@ pub struct Config {
     pub credentials: Option<CredentialsConfig>,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[retention]`: how long finished jobs are kept and how large the store may
+    /// grow (the resume window and idempotency-key lifetime are the top-level
+    /// `resume_window_sec` and `idempotency_ttl_sec`).
+    pub retention: Retention,
     /// The principal of a peer whose token matches none (only for stdio with no
     /// tokens configured, where the peer is the parent process). Not settable from
     /// the file.
@@ -153,6 +157,38 @@ pub struct ToolConfig {
     pub plugin: String,
 }
 
+/// What the store keeps and for how long (`[retention]` table). A sweep enforces it
+/// every `sweep_interval_sec`; it removes exactly this, nothing else:
+/// - sessions without a connection for longer than `resume_window_sec`, with their
+///   envelopes except the history of jobs they submitted that are still kept;
+/// - finished jobs that ended more than `jobs_sec` ago, with their history (once no
+///   session that saw it can still be resumed) and their idempotency keys;
+/// - idempotency keys older than `idempotency_ttl_sec`;
+/// - while the store holds more than `max_store_mib`, the finished jobs that ended
+///   first, oldest first, until it holds less (running jobs and what a resumable
+///   session may still replay are never removed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// `jobs_sec`: how long a finished job (its record, events and result) is kept
+    /// after it ended (default 604800: 7 days).
+    pub jobs_sec: u64,
+    /// `max_store_mib`: cap on the store's size (default 4096; 0: no cap).
+    pub max_store_mib: u64,
+    /// `sweep_interval_sec`: how often the sweep runs (default 60).
+    pub sweep_interval_sec: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            jobs_sec: 7 * 86_400,
+            max_store_mib: 4096,
+            sweep_interval_sec: 60,
+        }
+    }
+}
+
 /// Resource limits (`[limits]` table).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -200,6 +236,7 @@ impl Default for Config {
             models: None,
             credentials: None,
             limits: Limits::default(),
+            retention: Retention::default(),
             anonymous_principal: None,
         }
     }
@@ -262,6 +299,10 @@ impl Config {
         anyhow::ensure!(
             self.limits.max_inbound_frame_kib >= 1,
             "limits.max_inbound_frame_kib must be at least 1"
+        );
+        anyhow::ensure!(
+            self.retention.sweep_interval_sec >= 1,
+            "retention.sweep_interval_sec must be at least 1"
         );
         for (token, principal) in &self.tokens {
             anyhow::ensure!(!token.is_empty(), "a token may not be empty");

@@ -161,41 +161,101 @@ impl Runtime {
     }
 
     /// Forgets sessions that have had no connection for longer than the resume
-    /// window; their jobs (and job records) are not touched. Returns how many went.
+    /// window, here and in the store (their envelopes go, except the history of
+    /// jobs they submitted that are still kept). Returns how many went.
     pub fn sweep_sessions(&self) -> usize {
         let window = Duration::from_secs(self.config.resume_window_sec);
         let Ok(mut m) = self.sessions.lock() else {
             return 0;
         };
         let before = m.len();
-        m.retain(|_, s| {
+        m.retain(|id, s| {
             let keep = !s.expired(window);
             if !keep {
                 s.outbox.retire();
+                self.store.remove_session(id);
             }
             keep
         });
         before - m.len()
     }
 
-    /// Runs [`Self::sweep_sessions`] and the idempotency sweep every minute for as long as the runtime lives.
+    /// Runs the retention rules of `[retention]` once (see [`crate::config::Retention`]):
+    /// expired sessions, finished jobs past their retention, expired idempotency
+    /// keys, then the byte cap. Also retries revoking credentials left outstanding.
+    pub async fn sweep(&self) -> SweepReport {
+        let mut report = SweepReport {
+            sessions: self.sweep_sessions(),
+            jobs: self.jobs.sweep_finished(),
+            keys: self.jobs.sweep_idempotency(),
+            ..SweepReport::default()
+        };
+        let cap = self.config.retention.max_store_mib.saturating_mul(1 << 20);
+        if cap > 0 {
+            match self.enforce_byte_cap(cap).await {
+                Ok(n) => report.jobs_over_cap = n,
+                Err(e) => tracing::error!(error = %e, "retention: cannot measure the store"),
+            }
+        }
+        self.jobs.revoke_outstanding().await;
+        report
+    }
+
+    /// While the store holds more than `cap` bytes, forgets finished jobs, the one
+    /// that ended first first. Returns how many went.
+    async fn enforce_byte_cap(&self, cap: u64) -> Result<usize, crate::store::StoreError> {
+        const BATCH: usize = 64;
+        let mut removed = 0;
+        loop {
+            let store = self.store.clone();
+            let bytes = tokio::task::spawn_blocking(move || {
+                store.flush()?;
+                store.stored_bytes()
+            })
+            .await
+            .map_err(|e| crate::store::StoreError::Io(e.to_string()))??;
+            if bytes <= cap {
+                return Ok(removed);
+            }
+            let oldest: Vec<String> = self.jobs.finished(None).into_iter().take(BATCH).collect();
+            if oldest.is_empty() {
+                tracing::warn!(
+                    bytes,
+                    cap,
+                    "store is over its cap but holds no finished job to remove"
+                );
+                return Ok(removed);
+            }
+            tracing::info!(
+                bytes,
+                cap,
+                jobs = oldest.len(),
+                "retention: store over its cap; removing the oldest finished jobs"
+            );
+            self.jobs.forget(&oldest);
+            removed += oldest.len();
+        }
+    }
+
+    /// Runs [`Self::sweep`] every `retention.sweep_interval_sec` for as long as the
+    /// runtime lives, the first time at once (credentials a crash left live are
+    /// revoked at start-up).
     pub fn spawn_sweeper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
+        let period = Duration::from_secs(self.config.retention.sweep_interval_sec);
         tokio::spawn(async move {
-            // The first tick is immediate: credentials a crash left live are revoked
-            // at start-up.
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut tick = tokio::time::interval(period);
             loop {
                 tick.tick().await;
                 let Some(rt) = weak.upgrade() else { return };
-                let sessions = rt.sweep_sessions();
-                let keys = rt.jobs.sweep_idempotency();
-                rt.jobs.revoke_outstanding().await;
-                if sessions + keys > 0 {
+                let report = rt.sweep().await;
+                if report != SweepReport::default() {
                     tracing::info!(
-                        sessions,
-                        keys,
-                        "expired sessions and idempotency keys forgotten"
+                        sessions = report.sessions,
+                        jobs = report.jobs,
+                        keys = report.keys,
+                        jobs_over_cap = report.jobs_over_cap,
+                        "retention sweep"
                     );
                 }
             }
@@ -205,6 +265,19 @@ impl Runtime {
     pub(crate) fn session(&self, id: &str) -> Option<Arc<SessionState>> {
         self.sessions.lock().ok().and_then(|m| m.get(id).cloned())
     }
+}
+
+/// What one retention sweep removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Sessions past their resume window.
+    pub sessions: usize,
+    /// Finished jobs past `retention.jobs_sec`.
+    pub jobs: usize,
+    /// Idempotency keys past their lifetime.
+    pub keys: usize,
+    /// Finished jobs removed to bring the store under `retention.max_store_mib`.
+    pub jobs_over_cap: usize,
 }
 
 /// Builds the model gateway from `[models]`, if configured.

@@ -112,6 +112,10 @@ pub struct Job {
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Provisioned credentials (id, revocation handle), revoked when it ends.
     credentials: Mutex<Vec<(String, String)>>,
+    /// When it ended, once it has (retention counts from it).
+    ended_at: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+    /// Why the store stopped recording its events, when it did (it is then stopped).
+    store_failure: Mutex<Option<String>>,
     /// The budget's current remaining amounts (the sandbox updates it).
     budget_view: Arc<std::sync::Mutex<BTreeMap<String, rust_decimal::Decimal>>>,
     cancel: watch::Sender<bool>,
@@ -144,6 +148,8 @@ impl Job {
             expires_at,
             budget_view: Default::default(),
             credentials: Mutex::new(Vec::new()),
+            ended_at: Mutex::new(None),
+            store_failure: Mutex::new(None),
             cancel,
         };
         (Arc::new(job), cancel_rx)
@@ -168,6 +174,11 @@ impl Job {
         if let Ok(mut s) = self.status.lock() {
             *s = status;
         }
+    }
+
+    /// When it ended, if it has.
+    pub fn ended_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.ended_at.lock().ok().and_then(|e| *e)
     }
 
     fn note_seq(&self, seq: u64) {
@@ -198,6 +209,7 @@ impl Job {
             agent: self.agent.clone(),
             status: self.status().as_str().into(),
             submitted_at: self.accepted.accepted_at.clone(),
+            ended_at: self.ended_at().map(|at| at.to_rfc3339()),
             accepted: serde_json::to_string(&self.accepted).unwrap_or_default(),
         }
     }
@@ -258,13 +270,26 @@ fn effective_lease(plugin: &Plugin, requested: &Lease) -> Result<Lease, ArcpErro
     }
 }
 
-/// Routes a sandbox's events to the job's session.
-struct EventRoute(Arc<Job>);
+/// Routes a sandbox's events to the job's session, and stops the job when the store
+/// can no longer record them.
+struct EventRoute {
+    job: Arc<Job>,
+    store: Arc<dyn Store>,
+}
 
 impl JobSink for EventRoute {
     fn emit(&self, kind: &str, body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         let kind = kind.to_owned();
-        Box::pin(async move { self.0.event(&kind, body).await })
+        Box::pin(async move {
+            self.job.event(&kind, body).await;
+            if let Err(e) = self.store.health()
+                && let Ok(mut failure) = self.job.store_failure.lock()
+                && failure.is_none()
+            {
+                *failure = Some(e.to_string());
+                self.job.cancel.send_replace(true);
+            }
+        })
     }
 }
 
@@ -356,6 +381,61 @@ impl JobManager {
         expired.len()
     }
 
+    /// Finished jobs, the one that ended first first; only those that ended before
+    /// `cutoff` when it is given.
+    pub fn finished(&self, cutoff: Option<chrono::DateTime<chrono::Utc>>) -> Vec<String> {
+        let Ok(jobs) = self.jobs.lock() else {
+            return Vec::new();
+        };
+        let mut ended: Vec<(chrono::DateTime<chrono::Utc>, String)> = jobs
+            .values()
+            .filter(|j| j.status().is_terminal())
+            .filter_map(|j| j.ended_at().map(|at| (at, j.id.clone())))
+            .filter(|(at, _)| cutoff.is_none_or(|c| *at < c))
+            .collect();
+        ended.sort();
+        ended.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Forgets finished jobs (retention): from the job table, from the store, and
+    /// their idempotency keys (a resubmit with such a key starts a new job). Returns
+    /// the last store ticket.
+    pub fn forget(&self, job_ids: &[String]) -> crate::store::Ticket {
+        let mut ticket = 0;
+        if let Ok(mut jobs) = self.jobs.lock() {
+            for id in job_ids {
+                jobs.remove(id);
+            }
+        }
+        if let Ok(mut keys) = self.idempotency.lock() {
+            keys.retain(|(principal, key), entry| {
+                let gone = job_ids.contains(&entry.job_id);
+                if gone {
+                    self.store.remove_idempotency(principal, key);
+                }
+                !gone
+            });
+        }
+        for id in job_ids {
+            ticket = self.store.remove_job(id);
+        }
+        ticket
+    }
+
+    /// Forgets the jobs that ended longer than `retention.jobs_sec` ago. Returns how
+    /// many went.
+    pub fn sweep_finished(&self) -> usize {
+        let keep = chrono::Duration::seconds(
+            i64::try_from(self.config.retention.jobs_sec).unwrap_or(i64::MAX),
+        );
+        let Some(cutoff) = chrono::Utc::now().checked_sub_signed(keep) else {
+            return 0;
+        };
+        let expired = self.finished(Some(cutoff));
+        self.forget(&expired);
+        expired.len()
+    }
+
     /// Restores idempotency keys recorded before a restart (expired ones are
     /// dropped by the next sweep).
     pub fn recover_idempotency(&self, records: Vec<crate::store::IdempotencyRecord>) {
@@ -406,7 +486,18 @@ impl JobManager {
         let (job, _cancel) = Job::new(&record.principal, lease, accepted, outbox, expires_at);
         self.register(&job);
         match JobStatus::parse(&record.status) {
-            Some(status) if status.is_terminal() => job.set_status(status),
+            Some(status) if status.is_terminal() => {
+                // A record from before `ended_at` was kept counts from the restart.
+                let ended = record
+                    .ended_at
+                    .as_deref()
+                    .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                    .map_or_else(chrono::Utc::now, |at| at.with_timezone(&chrono::Utc));
+                if let Ok(mut at) = job.ended_at.lock() {
+                    *at = Some(ended);
+                }
+                job.set_status(status);
+            }
             _ => {
                 tracing::warn!(job_id = %job.id, "job was running when the runtime stopped; ending it");
                 self.conclude(job, terminal::Ending::Restarted).await;
@@ -463,6 +554,24 @@ impl JobManager {
         revoked
     }
 
+    /// `Ok` when the store can record a new job; otherwise a retryable
+    /// `INTERNAL_ERROR` naming why. While the store is failing, every call tries a
+    /// small write, so that accepting jobs resumes as soon as writing works again.
+    async fn writable(&self) -> Result<(), ArcpError> {
+        if self.store.health().is_ok() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let probe = tokio::task::spawn_blocking(move || store.probe())
+            .await
+            .map_err(|e| ArcpError::internal(format!("store probe: {e}")))?;
+        probe.map_err(|e| {
+            ArcpError::internal(format!(
+                "the runtime cannot record new jobs, so none is accepted: {e}"
+            ))
+        })
+    }
+
     /// A job by id, whoever owns it.
     pub fn get(&self, job_id: &str) -> Option<Arc<Job>> {
         self.jobs.lock().ok().and_then(|m| m.get(job_id).cloned())
@@ -482,6 +591,7 @@ impl JobManager {
         with_credentials: bool,
     ) -> Result<(), ArcpError> {
         let req: SubmitPayload = env.payload_as()?;
+        self.writable().await?;
         let plugin = self.registry.inventory().resolve(&req.agent)?;
         let trace_id = match env.trace_id.as_deref() {
             None => ids::trace_id(),
@@ -776,7 +886,10 @@ impl JobManager {
         lease_deadline: Option<tokio::time::Instant>,
     ) {
         job.set_status(JobStatus::Running);
-        let sink: Arc<dyn JobSink> = Arc::new(EventRoute(job.clone()));
+        let sink: Arc<dyn JobSink> = Arc::new(EventRoute {
+            job: job.clone(),
+            store: self.store.clone(),
+        });
         // A fuel budget runs the plugin's fuel-metered variant (compiled on first use).
         let fuel_agent = match spec.fuel {
             None => None,
@@ -810,7 +923,12 @@ impl JobManager {
             };
             tokio::select! {
                 outcome = run => terminal::Ending::Ran(outcome),
-                _ = cancel_rx.wait_for(|c| *c) => terminal::Ending::Cancelled,
+                _ = cancel_rx.wait_for(|c| *c) => {
+                    match job.store_failure.lock().ok().and_then(|f| f.clone()) {
+                        Some(why) => terminal::Ending::StoreFailed(why),
+                        None => terminal::Ending::Cancelled,
+                    }
+                }
                 _ = tokio::time::sleep(max_runtime) => terminal::Ending::TimedOut(max_runtime),
                 _ = lease_expiry => terminal::Ending::LeaseExpired,
             }
@@ -824,6 +942,9 @@ impl JobManager {
     async fn conclude(&self, job: Arc<Job>, ending: terminal::Ending) {
         let outcome = terminal::finish(&job, ending).await;
         let status = outcome.status;
+        if let Ok(mut at) = job.ended_at.lock() {
+            *at = Some(chrono::Utc::now());
+        }
         job.set_status(status);
         job.outcome.send_replace(Some(outcome));
         self.store.put_job(job.record());

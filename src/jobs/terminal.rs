@@ -29,6 +29,9 @@ pub(super) enum Ending {
     LeaseExpired,
     /// The runtime stopped (crashed or was killed) while the job ran.
     Restarted,
+    /// The store could not record the job's events (full disk, I/O error): the job
+    /// is stopped rather than run on with nothing kept of it.
+    StoreFailed(String),
 }
 
 /// How a job ended, for whoever waits on it (a delegating parent): its final status
@@ -69,6 +72,15 @@ pub(super) async fn finish(job: &Job, ending: Ending) -> Outcome {
             error(
                 job,
                 ArcpError::internal("the runtime restarted while the job was running; resubmit it"),
+            )
+            .await
+        }
+        Ending::StoreFailed(why) => {
+            error(
+                job,
+                ArcpError::internal(format!(
+                    "the runtime could not record this job's events, so it was stopped: {why}"
+                )),
             )
             .await
         }

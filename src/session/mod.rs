@@ -68,19 +68,21 @@ impl SessionState {
 
     /// A new single-use resume token. Only its hash is kept (in memory and in the
     /// store, so that the session can be resumed after a restart).
-    fn rotate_token(&self, store: &dyn crate::store::Store) -> String {
+    /// Returns it with the ticket of the session record's write: the token must not
+    /// reach the client before a restart could honour it.
+    fn rotate_token(&self, store: &dyn crate::store::Store) -> (String, crate::store::Ticket) {
         let token = ids::prefixed("rtk");
         let hash = token_hash(&token);
         if let Ok(mut t) = self.resume_token.lock() {
             t.clone_from(&hash);
         }
-        store.put_session(crate::store::SessionRecord {
+        let ticket = store.put_session(crate::store::SessionRecord {
             session_id: self.id.clone(),
             principal: self.principal.clone(),
             features: serde_json::to_string(&self.features).unwrap_or_else(|_| "[]".into()),
             token_hash: hash,
         });
-        token
+        (token, ticket)
     }
 
     /// Rebuilds a session recorded before a restart: detached, resumable for one
@@ -252,13 +254,15 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
             .collect::<Vec<_>>()
             .into()
     };
+    let (resume_token, recorded) = session.rotate_token(rt.store.as_ref());
+    crate::store::until_settled(rt.store.as_ref(), recorded).await;
     let welcome = WelcomePayload {
         runtime: RuntimeInfo {
             name: RUNTIME_NAME.into(),
             version: env!("CARGO_PKG_VERSION").into(),
         },
         session_id: session.id.clone(),
-        resume_token: session.rotate_token(rt.store.as_ref()),
+        resume_token,
         resume_window_sec: rt.config.resume_window_sec,
         heartbeat_interval_sec: session
             .has("heartbeat")

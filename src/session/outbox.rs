@@ -2,10 +2,16 @@
 //! sequenced envelope, and the (bounded) queue to whichever connection is attached.
 //!
 //! One lock orders everything: a sequenced envelope takes its number, is handed to
-//! the store and is queued to the connection under the same lock, so the wire order
-//! is the `event_seq` order. Waiting for queue space happens under the lock too,
-//! which is how a slow reader slows every job of its session (back-pressure) instead
-//! of growing memory.
+//! the store and is queued under the same lock, so the wire order is the `event_seq`
+//! order. Waiting for queue space happens under the lock too, which is how a slow
+//! reader slows every job of its session (back-pressure) instead of growing memory.
+//!
+//! Write-before-send: a sequenced envelope reaches the connection only once the
+//! store has settled its write. Each attached connection has a forwarder task that
+//! takes frames in order with their store tickets and holds each until the store's
+//! settled ticket has reached it. The sender does not wait for the commit (it only
+//! queues), so the store can commit many frames per transaction while the wire
+//! order, and the promise that whatever a client saw can be replayed, both hold.
 //!
 //! A client that acknowledges (`session.ack`) gets a second, protocol-level brake:
 //! once it is more than `max_lag` events behind its acknowledgements, jobs wait in
@@ -15,7 +21,7 @@
 //! by default and acks only on request), only by the bounded queue.
 
 use crate::protocol::Outbound;
-use crate::store::{Store, StoredEvent};
+use crate::store::{Store, StoredEvent, Ticket};
 use crate::transport::FrameOut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,7 +45,27 @@ pub struct Outbox {
 
 struct Inner {
     next_seq: u64,
-    conn: Option<mpsc::Sender<FrameOut>>,
+    conn: Option<mpsc::Sender<(Ticket, FrameOut)>>,
+}
+
+/// How many frames may wait for their store write per connection (beyond the
+/// connection's own queue).
+const FORWARD_QUEUE: usize = 256;
+
+/// Moves frames to `conn` in order, each once the store has settled its ticket.
+async fn forward(
+    mut frames: mpsc::Receiver<(Ticket, FrameOut)>,
+    conn: mpsc::Sender<FrameOut>,
+    mut settled: tokio::sync::watch::Receiver<Ticket>,
+) {
+    while let Some((ticket, frame)) = frames.recv().await {
+        if ticket > *settled.borrow() && settled.wait_for(|s| *s >= ticket).await.is_err() {
+            return; // The store is gone: the runtime is shutting down.
+        }
+        if conn.send(frame).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Outbox {
@@ -144,9 +170,17 @@ impl Outbox {
         self.retired.load(Ordering::Acquire)
     }
 
+    /// A forwarder in front of `conn` (see the module docs).
+    fn forwarder(&self, conn: mpsc::Sender<FrameOut>) -> mpsc::Sender<(Ticket, FrameOut)> {
+        let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
+        tokio::spawn(forward(rx, conn, self.store.settled()));
+        tx
+    }
+
     /// Attaches a connection; frames go there from now on.
     pub async fn attach(&self, conn: mpsc::Sender<FrameOut>) {
-        self.inner.lock().await.conn = Some(conn);
+        let forwarder = self.forwarder(conn);
+        self.inner.lock().await.conn = Some(forwarder);
         self.attached.store(true, Ordering::Release);
     }
 
@@ -165,7 +199,7 @@ impl Outbox {
                 return Ok(());
             }
         }
-        inner.conn = Some(conn);
+        inner.conn = Some(self.forwarder(conn));
         self.attached.store(true, Ordering::Release);
         Ok(())
     }
@@ -190,8 +224,9 @@ impl Outbox {
             self.last_seq.store(seq, Ordering::Release);
         }
         let text = msg.encode();
+        let mut ticket = 0;
         if seq > 0 {
-            self.store.append_event(StoredEvent {
+            ticket = self.store.append_event(StoredEvent {
                 session_id: self.session_id.clone(),
                 seq,
                 job_id: msg.job_id.clone(),
@@ -199,7 +234,7 @@ impl Outbox {
             });
         }
         if let Some(conn) = &inner.conn
-            && conn.send(FrameOut::Frame(text)).await.is_err()
+            && conn.send((ticket, FrameOut::Frame(text))).await.is_err()
         {
             inner.conn = None;
         }
@@ -210,7 +245,10 @@ impl Outbox {
     pub async fn close(&self, code: u16, reason: &str) {
         let mut inner = self.inner.lock().await;
         if let Some(conn) = inner.conn.take() {
-            let _ = conn.send(FrameOut::Close(code, reason.to_owned())).await;
+            // After every frame queued before it, each sent once durable.
+            let _ = conn
+                .send((0, FrameOut::Close(code, reason.to_owned())))
+                .await;
         }
     }
 }

@@ -1,42 +1,58 @@
 //! The in-memory store: for `--in-memory` and tests. Nothing survives a restart.
+//! Every write is applied at once, so every ticket is 0 ("already settled").
 
 use super::{
     IdempotencyRecord, JobRecord, OutstandingCredential, SessionRecord, Store, StoreError,
-    StoredEvent,
+    StoredEvent, Ticket,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 /// Keeps everything in process memory.
-#[derive(Default)]
 pub struct MemoryStore {
     events: Mutex<HashMap<String, BTreeMap<u64, StoredEvent>>>,
     jobs: Mutex<HashMap<String, JobRecord>>,
     credentials: Mutex<BTreeMap<String, OutstandingCredential>>,
     sessions: Mutex<BTreeMap<String, SessionRecord>>,
     keys: Mutex<BTreeMap<(String, String), IdempotencyRecord>>,
+    settled: tokio::sync::watch::Sender<Ticket>,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
-        MemoryStore::default()
+        MemoryStore {
+            events: Default::default(),
+            jobs: Default::default(),
+            credentials: Default::default(),
+            sessions: Default::default(),
+            keys: Default::default(),
+            settled: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
     }
 }
 
 impl Store for MemoryStore {
-    fn append_event(&self, event: StoredEvent) {
+    fn append_event(&self, event: StoredEvent) -> Ticket {
         if let Ok(mut m) = self.events.lock() {
             m.entry(event.session_id.clone())
                 .or_default()
                 .insert(event.seq, event);
         }
+        0
     }
 
-    fn put_job(&self, job: JobRecord) {
+    fn put_job(&self, job: JobRecord) -> Ticket {
         if let Ok(mut m) = self.jobs.lock() {
             m.insert(job.job_id.clone(), job);
         }
+        0
     }
 
     fn events_after(&self, session_id: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
@@ -79,7 +95,9 @@ impl Store for MemoryStore {
             .jobs
             .lock()
             .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
-        Ok(m.values().cloned().collect())
+        let mut jobs: Vec<JobRecord> = m.values().cloned().collect();
+        jobs.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        Ok(jobs)
     }
 
     fn last_seq(&self, session_id: &str) -> Result<u64, StoreError> {
@@ -92,10 +110,11 @@ impl Store for MemoryStore {
             .unwrap_or(0))
     }
 
-    fn put_session(&self, session: SessionRecord) {
+    fn put_session(&self, session: SessionRecord) -> Ticket {
         if let Ok(mut m) = self.sessions.lock() {
             m.insert(session.session_id.clone(), session);
         }
+        0
     }
 
     fn sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
@@ -106,16 +125,18 @@ impl Store for MemoryStore {
         Ok(m.values().cloned().collect())
     }
 
-    fn put_idempotency(&self, record: IdempotencyRecord) {
+    fn put_idempotency(&self, record: IdempotencyRecord) -> Ticket {
         if let Ok(mut m) = self.keys.lock() {
             m.insert((record.principal.clone(), record.key.clone()), record);
         }
+        0
     }
 
-    fn remove_idempotency(&self, principal: &str, key: &str) {
+    fn remove_idempotency(&self, principal: &str, key: &str) -> Ticket {
         if let Ok(mut m) = self.keys.lock() {
             m.remove(&(principal.to_owned(), key.to_owned()));
         }
+        0
     }
 
     fn idempotency_keys(&self) -> Result<Vec<IdempotencyRecord>, StoreError> {
@@ -126,16 +147,18 @@ impl Store for MemoryStore {
         Ok(m.values().cloned().collect())
     }
 
-    fn put_credential(&self, credential: OutstandingCredential) {
+    fn put_credential(&self, credential: OutstandingCredential) -> Ticket {
         if let Ok(mut m) = self.credentials.lock() {
             m.insert(credential.id.clone(), credential);
         }
+        0
     }
 
-    fn remove_credential(&self, id: &str) {
+    fn remove_credential(&self, id: &str) -> Ticket {
         if let Ok(mut m) = self.credentials.lock() {
             m.remove(id);
         }
+        0
     }
 
     fn outstanding_credentials(&self) -> Result<Vec<OutstandingCredential>, StoreError> {
@@ -148,6 +171,79 @@ impl Store for MemoryStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn remove_job(&self, job_id: &str) -> Ticket {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.remove(job_id);
+        }
+        let resumable: Vec<String> = self
+            .sessions
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default();
+        if let Ok(mut events) = self.events.lock() {
+            for (session, log) in events.iter_mut() {
+                if !resumable.contains(session) {
+                    log.retain(|_, e| e.job_id.as_deref() != Some(job_id));
+                }
+            }
+            events.retain(|_, log| !log.is_empty());
+        }
+        0
+    }
+
+    fn remove_session(&self, session_id: &str) -> Ticket {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.remove(session_id);
+        }
+        let history: Vec<String> = self
+            .jobs
+            .lock()
+            .map(|j| {
+                j.values()
+                    .filter(|j| j.session_id == session_id)
+                    .map(|j| j.job_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Ok(mut events) = self.events.lock() {
+            if let Some(log) = events.get_mut(session_id) {
+                log.retain(|_, e| e.job_id.as_ref().is_some_and(|j| history.contains(j)));
+            }
+            events.retain(|_, log| !log.is_empty());
+        }
+        0
+    }
+
+    fn settled(&self) -> tokio::sync::watch::Receiver<Ticket> {
+        self.settled.subscribe()
+    }
+
+    fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn probe(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn stored_bytes(&self) -> Result<u64, StoreError> {
+        let events = self
+            .events
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let frames: usize = events
+            .values()
+            .flat_map(|log| log.values())
+            .map(|e| e.frame.len())
+            .sum();
+        let jobs: usize = self
+            .jobs
+            .lock()
+            .map(|j| j.values().map(|r| r.accepted.len()).sum())
+            .unwrap_or(0);
+        Ok((frames + jobs) as u64)
     }
 }
 
@@ -163,5 +259,9 @@ mod tests {
         conformance::credentials_are_outstanding_until_removed(&MemoryStore::new());
         conformance::sessions_jobs_and_seqs_are_recoverable(&MemoryStore::new());
         conformance::idempotency_keys_are_kept_until_removed(&MemoryStore::new());
+        conformance::tickets_grow_and_settle(&MemoryStore::new());
+        conformance::removing_a_job_keeps_its_history_while_its_session_is_resumable(
+            &MemoryStore::new(),
+        );
     }
 }

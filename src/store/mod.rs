@@ -1,16 +1,39 @@
-//! The durable side: sequenced envelopes and job records behind one small trait,
-//! with SQLite as the embedded default and an in-memory store when asked for.
+//! The durable side: sequenced envelopes, job records, sessions, idempotency keys
+//! and outstanding credentials behind one small trait, with SQLite as the embedded
+//! default and an in-memory store when asked for.
 //!
-//! Owns persistence only: it never decides what to send or when. Writers call
-//! [`Store::append_event`] and [`Store::put_job`], which must not block the async
-//! runtime; the SQLite store hands writes to one writer thread that commits them in
-//! batches (group commit over WAL).
+//! Owns persistence only: it never decides what to send, when, or what to forget
+//! (the session decides when a frame may go out, the runtime's sweep decides what
+//! retention removes). Writers must never block the async runtime, so every write
+//! method hands its write over and returns a [`Ticket`], its place in the store's one
+//! write order; [`Store::settled`] says how far that order has been written. The
+//! session sends a sequenced envelope only once its ticket has settled
+//! (write-before-send), which lets the SQLite store commit many writes per
+//! transaction (group commit over WAL) without the sender waiting for each.
+//!
+//! # Writing another store
+//!
+//! A store for a multi-node deployment (PostgreSQL, DESIGN.md "scale-out") implements
+//! [`Store`] with these promises, which [`conformance`] tests for every store:
+//! - Writes are applied in ticket order, and a write that has settled without an
+//!   error survives a crash of the process (SQLite: a committed WAL transaction).
+//! - [`Store::settled`] only grows; a write that failed still settles (so that
+//!   nothing waits for ever) and [`Store::health`] reports the failure until a later
+//!   write or [`Store::probe`] succeeds.
+//! - Reads see every write that has settled.
+//! - Removals follow the retention rules stated on [`Store::remove_job`] and
+//!   [`Store::remove_session`]: a job's history stays readable while the session it
+//!   was sent in can still be resumed.
 
 mod memory;
 mod sqlite;
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
+
+/// A place in a store's write order: every write gets the next one. Ticket 0 means
+/// "already durable" (the in-memory store's writes).
+pub type Ticket = u64;
 
 /// One sequenced envelope as it was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +63,8 @@ pub struct JobRecord {
     pub status: String,
     /// RFC 3339 submission time.
     pub submitted_at: String,
+    /// RFC 3339 time it ended, once it has (terminal-job retention counts from it).
+    pub ended_at: Option<String>,
     /// The `job.accepted` payload, as JSON text.
     pub accepted: String,
 }
@@ -84,22 +109,57 @@ pub struct OutstandingCredential {
 }
 
 /// Errors from a store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite refused an operation.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The store could not be opened or written.
+    /// The store could not be opened, read or written; the text says which file and
+    /// why (e.g. "database or disk is full").
     #[error("{0}")]
     Io(String),
 }
 
-/// Where sequenced envelopes and job records are kept.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Io(format!("sqlite: {e}"))
+    }
+}
+
+/// Where the runtime keeps what it promised. See the module docs for the contract.
 pub trait Store: Send + Sync + 'static {
-    /// Records an envelope. Must not block on disk.
-    fn append_event(&self, event: StoredEvent);
-    /// Records (inserts or replaces) a job. Must not block on disk.
-    fn put_job(&self, job: JobRecord);
+    /// Records an envelope.
+    fn append_event(&self, event: StoredEvent) -> Ticket;
+    /// Records (inserts or replaces) a job.
+    fn put_job(&self, job: JobRecord) -> Ticket;
+    /// Forgets a job (retention): its record, and its envelopes in every session that
+    /// can no longer be resumed (has no [`SessionRecord`]). Envelopes in a resumable
+    /// session stay until [`Self::remove_session`] removes that session.
+    fn remove_job(&self, job_id: &str) -> Ticket;
+    /// Records (inserts or replaces) a session.
+    fn put_session(&self, session: SessionRecord) -> Ticket;
+    /// Forgets a session past its resume window: its record, and its envelopes
+    /// except those of jobs it submitted that are still recorded (their history).
+    fn remove_session(&self, session_id: &str) -> Ticket;
+    /// Records an idempotency key.
+    fn put_idempotency(&self, record: IdempotencyRecord) -> Ticket;
+    /// Forgets an idempotency key.
+    fn remove_idempotency(&self, principal: &str, key: &str) -> Ticket;
+    /// Records a minted credential until it is revoked.
+    fn put_credential(&self, credential: OutstandingCredential) -> Ticket;
+    /// Forgets a revoked credential.
+    fn remove_credential(&self, id: &str) -> Ticket;
+
+    /// The highest ticket whose write has been carried out: committed, or failed
+    /// (then [`Self::health`] says so). Only grows.
+    fn settled(&self) -> tokio::sync::watch::Receiver<Ticket>;
+    /// `Err` while the store cannot write (the last write failed: full disk, I/O
+    /// error), with the reason.
+    fn health(&self) -> Result<(), StoreError>;
+    /// Tries a small write now and returns its result, updating [`Self::health`].
+    /// Blocking.
+    fn probe(&self) -> Result<(), StoreError>;
+    /// Waits until every write handed over so far has settled; `Err` if the last
+    /// of them failed. Blocking.
+    fn flush(&self) -> Result<(), StoreError>;
+
     /// Envelopes of `session_id` with `seq > after`, in order.
     fn events_after(&self, session_id: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError>;
     /// Envelopes of `job_id` in `session_id` with `seq > after`, in order.
@@ -109,30 +169,30 @@ pub trait Store: Send + Sync + 'static {
         job_id: &str,
         after: u64,
     ) -> Result<Vec<StoredEvent>, StoreError>;
-    /// One job's record.
-    fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError>;
-    /// Every job record.
-    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
     /// The highest stored `event_seq` of a session (0 if none).
     fn last_seq(&self, session_id: &str) -> Result<u64, StoreError>;
-    /// Records (inserts or replaces) a session.
-    fn put_session(&self, session: SessionRecord);
+    /// One job's record.
+    fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Every job record, by job id.
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
     /// Every recorded session.
     fn sessions(&self) -> Result<Vec<SessionRecord>, StoreError>;
-    /// Records an idempotency key.
-    fn put_idempotency(&self, record: IdempotencyRecord);
-    /// Forgets an expired idempotency key.
-    fn remove_idempotency(&self, principal: &str, key: &str);
     /// Every recorded idempotency key.
     fn idempotency_keys(&self) -> Result<Vec<IdempotencyRecord>, StoreError>;
-    /// Records a minted credential until it is revoked.
-    fn put_credential(&self, credential: OutstandingCredential);
-    /// Forgets a revoked credential.
-    fn remove_credential(&self, id: &str);
     /// Every credential not yet revoked.
     fn outstanding_credentials(&self) -> Result<Vec<OutstandingCredential>, StoreError>;
-    /// Waits until every write handed over so far is durable.
-    fn flush(&self) -> Result<(), StoreError>;
+    /// Bytes the stored data takes (what the byte cap of retention is compared with).
+    fn stored_bytes(&self) -> Result<u64, StoreError>;
+}
+
+/// Waits (without blocking a thread) until `ticket` has settled in `store`.
+pub async fn until_settled(store: &dyn Store, ticket: Ticket) {
+    if ticket == 0 {
+        return;
+    }
+    let mut settled = store.settled();
+    // An error means the store is gone (the runtime is shutting down): stop waiting.
+    let _ = settled.wait_for(|s| *s >= ticket).await;
 }
 
 #[cfg(test)]
@@ -148,8 +208,93 @@ pub(crate) mod conformance {
             agent: "echo@1.0.0".into(),
             status: status.into(),
             submitted_at: "2026-01-01T00:00:00Z".into(),
+            ended_at: None,
             accepted: "{}".into(),
         }
+    }
+
+    fn event(session: &str, seq: u64, job: Option<&str>) -> StoredEvent {
+        StoredEvent {
+            session_id: session.into(),
+            seq,
+            job_id: job.map(Into::into),
+            frame: format!("{session}/{seq}/{}", "x".repeat(2000)),
+        }
+    }
+
+    fn session(id: &str) -> SessionRecord {
+        SessionRecord {
+            session_id: id.into(),
+            principal: "alice".into(),
+            features: "[]".into(),
+            token_hash: "aa".into(),
+        }
+    }
+
+    fn seqs(store: &dyn Store, session: &str) -> Vec<u64> {
+        store
+            .events_after(session, 0)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    }
+
+    pub fn tickets_grow_and_settle(store: &dyn Store) {
+        let a = store.append_event(event("sess_t", 1, None));
+        let b = store.put_job(job("job_t", "running"));
+        assert!(a == 0 && b == 0 || b > a, "tickets follow the write order");
+        store.flush().unwrap();
+        assert!(*store.settled().borrow() >= b);
+        assert!(store.health().is_ok());
+        store.probe().unwrap();
+    }
+
+    pub fn removing_a_job_keeps_its_history_while_its_session_is_resumable(store: &dyn Store) {
+        // sess_a submitted job_a and job_b; sess_w subscribed to job_a.
+        store.put_session(session("sess_a"));
+        store.put_session(session("sess_w"));
+        for id in ["job_a", "job_b"] {
+            store.put_job(JobRecord {
+                session_id: "sess_a".into(),
+                ..job(id, "success")
+            });
+        }
+        store.append_event(event("sess_a", 1, Some("job_a")));
+        store.append_event(event("sess_a", 2, None));
+        store.append_event(event("sess_a", 3, Some("job_b")));
+        store.append_event(event("sess_w", 1, Some("job_a")));
+        store.append_event(event("sess_w", 2, None));
+        store.flush().unwrap();
+        let full = store.stored_bytes().unwrap();
+        assert!(full > 8000, "{full} bytes for five 2 KB frames");
+
+        // The job goes; both sessions can still be resumed: all envelopes stay.
+        store.remove_job("job_a");
+        store.flush().unwrap();
+        assert_eq!(store.job("job_a").unwrap(), None);
+        assert_eq!(seqs(store, "sess_a"), vec![1, 2, 3]);
+        assert_eq!(seqs(store, "sess_w"), vec![1, 2]);
+
+        // The watcher's session expires: all of it goes (it submitted nothing).
+        store.remove_session("sess_w");
+        store.flush().unwrap();
+        assert_eq!(seqs(store, "sess_w"), Vec::<u64>::new());
+        // The submitter's session expires: what remains is job_b's history.
+        store.remove_session("sess_a");
+        store.flush().unwrap();
+        assert_eq!(seqs(store, "sess_a"), vec![3]);
+        assert!(store.sessions().unwrap().is_empty());
+        // Then job_b goes, and with it its history.
+        store.remove_job("job_b");
+        store.flush().unwrap();
+        assert_eq!(seqs(store, "sess_a"), Vec::<u64>::new());
+        assert!(store.jobs().unwrap().is_empty());
+        let after = store.stored_bytes().unwrap();
+        assert!(
+            after < full,
+            "{after} bytes after removing everything, {full} before"
+        );
     }
 
     pub fn events_come_back_in_order_after_a_cursor(store: &dyn Store) {
@@ -200,7 +345,10 @@ pub(crate) mod conformance {
             token_hash: "bb".into(),
             ..s.clone()
         });
-        store.put_job(job("job_9", "running"));
+        store.put_job(JobRecord {
+            ended_at: Some("2026-01-01T00:01:00Z".into()),
+            ..job("job_9", "success")
+        });
         for seq in [1, 2, 7] {
             store.append_event(StoredEvent {
                 session_id: "sess_9".into(),
@@ -217,7 +365,9 @@ pub(crate) mod conformance {
                 ..s
             }]
         );
-        assert!(store.jobs().unwrap().iter().any(|j| j.job_id == "job_9"));
+        let stored = store.jobs().unwrap();
+        let j9 = stored.iter().find(|j| j.job_id == "job_9").unwrap();
+        assert_eq!(j9.ended_at.as_deref(), Some("2026-01-01T00:01:00Z"));
         assert_eq!(store.last_seq("sess_9").unwrap(), 7);
         assert_eq!(store.last_seq("sess_none").unwrap(), 0);
     }

@@ -1,36 +1,59 @@
 //! The embedded SQLite store (`<data>/arcp.db`, WAL mode).
 //!
 //! Writes go through a channel to one writer thread, which drains everything queued
-//! and commits it in one transaction: many events per fsync under load, one per
-//! event when idle. Reads use their own connection, which WAL lets run beside the
-//! writer.
+//! and commits it in one transaction: many writes per commit under load, one per
+//! write when idle (group commit). After each commit it publishes the highest ticket
+//! of the batch, which is what lets a session send a frame as soon as its write is
+//! durable without waiting for each write in turn. Reads use their own connection,
+//! which WAL lets run beside the writer.
+//!
+//! `synchronous = NORMAL` under WAL: a committed transaction survives the process
+//! being killed (what the crash tests prove); a power cut may lose the last
+//! transactions, never corrupt the file.
 
 use super::{
     IdempotencyRecord, JobRecord, OutstandingCredential, SessionRecord, Store, StoreError,
-    StoredEvent,
+    StoredEvent, Ticket,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
 
 enum Write {
     Event(StoredEvent),
     Job(JobRecord),
+    JobGone(String),
     Credential(OutstandingCredential),
     Session(SessionRecord),
+    SessionGone(String),
     Key(IdempotencyRecord),
     KeyGone(String, String),
     Revoked(String),
+    Probe,
     Flush(mpsc::Sender<Result<(), String>>),
+}
+
+/// The writer's side of the channel: tickets are handed out under the same lock as
+/// the send, so the channel order is the ticket order.
+struct Queue {
+    next: Ticket,
+    tx: mpsc::Sender<(Ticket, Write)>,
 }
 
 /// SQLite-backed store.
 pub struct SqliteStore {
     path: PathBuf,
-    tx: Mutex<mpsc::Sender<Write>>,
+    queue: Mutex<Queue>,
     reader: Mutex<Connection>,
+    settled: watch::Sender<Ticket>,
+    /// The last write's failure, until a later write succeeds.
+    failure: Arc<Mutex<Option<String>>>,
 }
+
+/// The schema version this build writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -69,9 +92,34 @@ const SCHEMA: &str = "
         agent        TEXT NOT NULL,
         status       TEXT NOT NULL,
         submitted_at TEXT NOT NULL,
-        accepted     TEXT NOT NULL
+        accepted     TEXT NOT NULL,
+        ended_at     TEXT
+    );
+    CREATE TABLE IF NOT EXISTS meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
     );
 ";
+
+/// Brings a file written by an older build up to [`SCHEMA_VERSION`].
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        // Version 0 had no `ended_at` (terminal-job retention counts from it).
+        let has_ended_at: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'ended_at'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_ended_at {
+            conn.execute_batch("ALTER TABLE jobs ADD COLUMN ended_at TEXT")?;
+        }
+    }
+    if version < SCHEMA_VERSION {
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    }
+    Ok(())
+}
 
 impl SqliteStore {
     /// Opens (or creates) `<dir>/arcp.db`. A corrupt or unwritable file is an error
@@ -84,16 +132,29 @@ impl SqliteStore {
         let named = |e: rusqlite::Error| StoreError::Io(format!("store {}: {e}", path.display()));
         let writer = Connection::open(&path).map_err(named)?;
         writer.execute_batch(SCHEMA).map_err(named)?;
+        migrate(&writer).map_err(named)?;
+        // Refuse a file that cannot be written now rather than at the first job.
+        writer
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?1)",
+                params![chrono::Utc::now().to_rfc3339()],
+            )
+            .map_err(named)?;
         let reader = Connection::open(&path).map_err(named)?;
         let (tx, rx) = mpsc::channel();
+        let settled = watch::channel(0).0;
+        let failure = Arc::new(Mutex::new(None));
+        let (publish, failed) = (settled.clone(), failure.clone());
         std::thread::Builder::new()
             .name("arcp-store".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, rx, publish, failed))
             .map_err(|e| StoreError::Io(format!("starting the store writer: {e}")))?;
         Ok(SqliteStore {
             path,
-            tx: Mutex::new(tx),
+            queue: Mutex::new(Queue { next: 1, tx }),
             reader: Mutex::new(reader),
+            settled,
+            failure,
         })
     }
 
@@ -102,16 +163,32 @@ impl SqliteStore {
         &self.path
     }
 
-    fn send(&self, w: Write) {
-        if let Ok(tx) = self.tx.lock()
-            && tx.send(w).is_err()
-        {
+    fn send(&self, w: Write) -> Ticket {
+        let Ok(mut q) = self.queue.lock() else {
+            return 0;
+        };
+        let ticket = q.next;
+        if q.tx.send((ticket, w)).is_err() {
             tracing::error!("store writer has stopped; a write was lost");
+            return 0;
         }
+        q.next += 1;
+        ticket
+    }
+
+    fn reader(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.reader
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Write>) {
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<(Ticket, Write)>,
+    settled: watch::Sender<Ticket>,
+    failure: Arc<Mutex<Option<String>>>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -120,73 +197,118 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Write>) {
                 break;
             }
         }
+        let last = batch.last().map(|(t, _)| *t).unwrap_or(0);
         let mut waiters = Vec::new();
-        let result = (|| -> rusqlite::Result<()> {
-            let txn = conn.transaction()?;
-            {
-                let mut ev = txn.prepare_cached(
-                    "INSERT OR REPLACE INTO events (session_id, seq, job_id, frame) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                let mut job = txn.prepare_cached(
-                    "INSERT OR REPLACE INTO jobs (job_id, principal, session_id, agent, status, submitted_at, accepted)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
-                for w in batch.drain(..) {
-                    match w {
-                        Write::Event(e) => {
-                            ev.execute(params![e.session_id, e.seq as i64, e.job_id, e.frame])?;
-                        }
-                        Write::Job(j) => {
-                            job.execute(params![
-                                j.job_id,
-                                j.principal,
-                                j.session_id,
-                                j.agent,
-                                j.status,
-                                j.submitted_at,
-                                j.accepted
-                            ])?;
-                        }
-                        Write::Credential(c) => {
-                            txn.execute(
-                                "INSERT OR REPLACE INTO credentials (id, job_id, handle) VALUES (?1, ?2, ?3)",
-                                params![c.id, c.job_id, c.handle],
-                            )?;
-                        }
-                        Write::Session(r) => {
-                            txn.execute(
-                                "INSERT OR REPLACE INTO sessions (session_id, principal, features, token_hash) VALUES (?1, ?2, ?3, ?4)",
-                                params![r.session_id, r.principal, r.features, r.token_hash],
-                            )?;
-                        }
-                        Write::Key(k) => {
-                            txn.execute(
-                                "INSERT OR REPLACE INTO idempotency (principal, key, fingerprint, job_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                                params![k.principal, k.key, k.fingerprint, k.job_id, k.created_at],
-                            )?;
-                        }
-                        Write::KeyGone(principal, key) => {
-                            txn.execute(
-                                "DELETE FROM idempotency WHERE principal = ?1 AND key = ?2",
-                                params![principal, key],
-                            )?;
-                        }
-                        Write::Revoked(id) => {
-                            txn.execute("DELETE FROM credentials WHERE id = ?1", params![id])?;
-                        }
-                        Write::Flush(w) => waiters.push(w),
+        let result = commit(&mut conn, batch, &mut waiters);
+        let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        if let Ok(mut f) = failure.lock() {
+            match &outcome {
+                Ok(()) => {
+                    if f.take().is_some() {
+                        tracing::info!("the store can be written again");
                     }
                 }
+                Err(e) => {
+                    if f.is_none() {
+                        tracing::error!(error = %e, "store write failed");
+                    }
+                    *f = Some(e.clone());
+                }
             }
-            txn.commit()
-        })();
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "store write failed");
         }
+        settled.send_replace(last);
         for w in waiters {
-            let _ = w.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            let _ = w.send(outcome.clone());
         }
     }
+}
+
+/// Applies one batch in one transaction.
+fn commit(
+    conn: &mut Connection,
+    batch: Vec<(Ticket, Write)>,
+    waiters: &mut Vec<mpsc::Sender<Result<(), String>>>,
+) -> rusqlite::Result<()> {
+    let txn = conn.transaction()?;
+    {
+        let mut ev = txn.prepare_cached(
+            "INSERT OR REPLACE INTO events (session_id, seq, job_id, frame) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut job = txn.prepare_cached(
+            "INSERT OR REPLACE INTO jobs (job_id, principal, session_id, agent, status, submitted_at, accepted, ended_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (_, w) in batch {
+            match w {
+                Write::Event(e) => {
+                    ev.execute(params![e.session_id, e.seq as i64, e.job_id, e.frame])?;
+                }
+                Write::Job(j) => {
+                    job.execute(params![
+                        j.job_id,
+                        j.principal,
+                        j.session_id,
+                        j.agent,
+                        j.status,
+                        j.submitted_at,
+                        j.accepted,
+                        j.ended_at
+                    ])?;
+                }
+                Write::JobGone(id) => {
+                    txn.execute("DELETE FROM jobs WHERE job_id = ?1", params![id])?;
+                    txn.execute(
+                        "DELETE FROM events WHERE job_id = ?1
+                         AND session_id NOT IN (SELECT session_id FROM sessions)",
+                        params![id],
+                    )?;
+                }
+                Write::Credential(c) => {
+                    txn.execute(
+                        "INSERT OR REPLACE INTO credentials (id, job_id, handle) VALUES (?1, ?2, ?3)",
+                        params![c.id, c.job_id, c.handle],
+                    )?;
+                }
+                Write::Session(r) => {
+                    txn.execute(
+                        "INSERT OR REPLACE INTO sessions (session_id, principal, features, token_hash) VALUES (?1, ?2, ?3, ?4)",
+                        params![r.session_id, r.principal, r.features, r.token_hash],
+                    )?;
+                }
+                Write::SessionGone(id) => {
+                    txn.execute("DELETE FROM sessions WHERE session_id = ?1", params![id])?;
+                    txn.execute(
+                        "DELETE FROM events WHERE session_id = ?1
+                         AND (job_id IS NULL OR job_id NOT IN (SELECT job_id FROM jobs WHERE session_id = ?1))",
+                        params![id],
+                    )?;
+                }
+                Write::Key(k) => {
+                    txn.execute(
+                        "INSERT OR REPLACE INTO idempotency (principal, key, fingerprint, job_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![k.principal, k.key, k.fingerprint, k.job_id, k.created_at],
+                    )?;
+                }
+                Write::KeyGone(principal, key) => {
+                    txn.execute(
+                        "DELETE FROM idempotency WHERE principal = ?1 AND key = ?2",
+                        params![principal, key],
+                    )?;
+                }
+                Write::Revoked(id) => {
+                    txn.execute("DELETE FROM credentials WHERE id = ?1", params![id])?;
+                }
+                Write::Probe => {
+                    txn.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?1)",
+                        params![chrono::Utc::now().to_rfc3339()],
+                    )?;
+                }
+                Write::Flush(w) => waiters.push(w),
+            }
+        }
+    }
+    txn.commit()
 }
 
 /// A row of `SELECT session_id, seq, job_id, frame FROM events`.
@@ -200,7 +322,7 @@ fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 }
 
 /// A row of `SELECT job_id, principal, session_id, agent, status, submitted_at,
-/// accepted FROM jobs`.
+/// accepted, ended_at FROM jobs`.
 fn job_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(JobRecord {
         job_id: r.get(0)?,
@@ -210,23 +332,60 @@ fn job_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         status: r.get(4)?,
         submitted_at: r.get(5)?,
         accepted: r.get(6)?,
+        ended_at: r.get(7)?,
     })
 }
 
 impl Store for SqliteStore {
-    fn append_event(&self, event: StoredEvent) {
-        self.send(Write::Event(event));
+    fn append_event(&self, event: StoredEvent) -> Ticket {
+        self.send(Write::Event(event))
     }
 
-    fn put_job(&self, job: JobRecord) {
-        self.send(Write::Job(job));
+    fn put_job(&self, job: JobRecord) -> Ticket {
+        self.send(Write::Job(job))
+    }
+
+    fn remove_job(&self, job_id: &str) -> Ticket {
+        self.send(Write::JobGone(job_id.to_owned()))
+    }
+
+    fn remove_session(&self, session_id: &str) -> Ticket {
+        self.send(Write::SessionGone(session_id.to_owned()))
+    }
+
+    fn settled(&self) -> watch::Receiver<Ticket> {
+        self.settled.subscribe()
+    }
+
+    fn health(&self) -> Result<(), StoreError> {
+        match self.failure.lock().map(|f| f.clone()) {
+            Ok(None) => Ok(()),
+            Ok(Some(why)) => Err(StoreError::Io(format!(
+                "store {}: {why}",
+                self.path.display()
+            ))),
+            Err(_) => Err(StoreError::Io("store lock poisoned".into())),
+        }
+    }
+
+    fn probe(&self) -> Result<(), StoreError> {
+        self.send(Write::Probe);
+        self.flush()
+    }
+
+    fn stored_bytes(&self) -> Result<u64, StoreError> {
+        let conn = self.reader()?;
+        let bytes: i64 = conn.query_row(
+            "SELECT (p.page_count - f.freelist_count) * s.page_size
+             FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(bytes.max(0) as u64)
     }
 
     fn events_after(&self, session_id: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
-        let conn = self
-            .reader
-            .lock()
-            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT session_id, seq, job_id, frame FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq",
         )?;
@@ -240,10 +399,7 @@ impl Store for SqliteStore {
         job_id: &str,
         after: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let conn = self
-            .reader
-            .lock()
-            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT session_id, seq, job_id, frame FROM events WHERE job_id = ?1 AND session_id = ?2 AND seq > ?3 ORDER BY seq",
         )?;
@@ -252,33 +408,24 @@ impl Store for SqliteStore {
     }
 
     fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let conn = self
-            .reader
-            .lock()
-            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted FROM jobs WHERE job_id = ?1",
+            "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted, ended_at FROM jobs WHERE job_id = ?1",
         )?;
         Ok(stmt.query_row(params![job_id], job_record).optional()?)
     }
 
     fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
-        let conn = self
-            .reader
-            .lock()
-            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted FROM jobs ORDER BY job_id",
+            "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted, ended_at FROM jobs ORDER BY job_id",
         )?;
         let rows = stmt.query_map([], job_record)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn last_seq(&self, session_id: &str) -> Result<u64, StoreError> {
-        let conn = self
-            .reader
-            .lock()
-            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let conn = self.reader()?;
         let seq: Option<i64> = conn.query_row(
             "SELECT MAX(seq) FROM events WHERE session_id = ?1",
             params![session_id],
@@ -287,15 +434,12 @@ impl Store for SqliteStore {
         Ok(seq.unwrap_or(0) as u64)
     }
 
-    fn put_session(&self, session: SessionRecord) {
-        self.send(Write::Session(session));
+    fn put_session(&self, session: SessionRecord) -> Ticket {
+        self.send(Write::Session(session))
     }
 
     fn sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
-        let conn = self
-            .reader
-            .lock()
-            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached("SELECT session_id, principal, features, token_hash FROM sessions")?;
         let rows = stmt.query_map([], |r| {
@@ -309,19 +453,16 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn put_idempotency(&self, record: IdempotencyRecord) {
-        self.send(Write::Key(record));
+    fn put_idempotency(&self, record: IdempotencyRecord) -> Ticket {
+        self.send(Write::Key(record))
     }
 
-    fn remove_idempotency(&self, principal: &str, key: &str) {
-        self.send(Write::KeyGone(principal.to_owned(), key.to_owned()));
+    fn remove_idempotency(&self, principal: &str, key: &str) -> Ticket {
+        self.send(Write::KeyGone(principal.to_owned(), key.to_owned()))
     }
 
     fn idempotency_keys(&self) -> Result<Vec<IdempotencyRecord>, StoreError> {
-        let conn = self
-            .reader
-            .lock()
-            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT principal, key, fingerprint, job_id, created_at FROM idempotency ORDER BY key",
         )?;
@@ -337,19 +478,16 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn put_credential(&self, credential: OutstandingCredential) {
-        self.send(Write::Credential(credential));
+    fn put_credential(&self, credential: OutstandingCredential) -> Ticket {
+        self.send(Write::Credential(credential))
     }
 
-    fn remove_credential(&self, id: &str) {
-        self.send(Write::Revoked(id.to_owned()));
+    fn remove_credential(&self, id: &str) -> Ticket {
+        self.send(Write::Revoked(id.to_owned()))
     }
 
     fn outstanding_credentials(&self) -> Result<Vec<OutstandingCredential>, StoreError> {
-        let conn = self
-            .reader
-            .lock()
-            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        let conn = self.reader()?;
         let mut stmt =
             conn.prepare_cached("SELECT id, job_id, handle FROM credentials ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
@@ -364,7 +502,9 @@ impl Store for SqliteStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = mpsc::channel();
-        self.send(Write::Flush(tx));
+        if self.send(Write::Flush(tx)) == 0 {
+            return Err(StoreError::Io("store writer has stopped".into()));
+        }
         rx.recv()
             .map_err(|_| StoreError::Io("store writer has stopped".into()))?
             .map_err(StoreError::Io)
@@ -385,6 +525,11 @@ mod tests {
         conformance::credentials_are_outstanding_until_removed(&store);
         conformance::sessions_jobs_and_seqs_are_recoverable(&store);
         conformance::idempotency_keys_are_kept_until_removed(&store);
+        conformance::tickets_grow_and_settle(&store);
+        let dir = tempfile::tempdir().unwrap();
+        conformance::removing_a_job_keeps_its_history_while_its_session_is_resumable(
+            &SqliteStore::open(dir.path()).unwrap(),
+        );
     }
 
     #[test]
