@@ -164,9 +164,10 @@ pub struct ToolConfig {
 /// - finished jobs that ended more than `jobs_sec` ago, with their history (once no
 ///   session that saw it can still be resumed) and their idempotency keys;
 /// - idempotency keys older than `idempotency_ttl_sec`;
-/// - while the store holds more than `max_store_mib`, the finished jobs that ended
-///   first, oldest first, until it holds less (running jobs and what a resumable
-///   session may still replay are never removed).
+/// - while the store holds more than `max_store_mib`, finished jobs whose session
+///   can no longer be resumed, the one that ended first first, until it holds less
+///   (running jobs and what a resumable session may still replay are never
+///   removed for the cap).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Retention {

@@ -136,6 +136,17 @@ fn load_config(args: &CommonArgs) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
+/// A file-size limit (`ulimit -f`) must end a store write with an error the host
+/// reports (INTERNAL_ERROR to the job, refused submits) rather than kill the host
+/// with SIGXFSZ: ignore the signal, as PostgreSQL does, so the write fails with EFBIG.
+fn ignore_file_size_signal() {
+    // SAFETY: installing SIG_IGN touches no Rust state; it runs before any thread
+    // is started.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -149,6 +160,7 @@ fn init_logging() {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
+    ignore_file_size_signal();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -126,6 +126,11 @@ impl Runtime {
         let count = jobs.len();
         for record in jobs {
             let outbox = outbox_for(&record.session_id)?;
+            if !sessions.iter().any(|s| s.session_id == record.session_id) {
+                // Its session was past its window before the restart: nothing is
+                // sent to it and retention may remove its history.
+                outbox.retire();
+            }
             if let Err(e) = self.jobs.recover_job(record, outbox).await {
                 tracing::error!(error = %e, "a stored job could not be restored");
             }
@@ -201,12 +206,16 @@ impl Runtime {
         report
     }
 
-    /// While the store holds more than `cap` bytes, forgets finished jobs, the one
-    /// that ended first first. Returns how many went.
+    /// While the store holds more than `cap` bytes, forgets finished jobs whose
+    /// session can no longer be resumed, the one that ended first first, one at a
+    /// time and measuring again after each (so that no more goes than the cap asks
+    /// for). At most `MAX_PER_SWEEP` per sweep; the next sweep goes on. Returns how
+    /// many went.
     async fn enforce_byte_cap(&self, cap: u64) -> Result<usize, crate::store::StoreError> {
-        const BATCH: usize = 64;
+        const MAX_PER_SWEEP: usize = 1000;
         let mut removed = 0;
-        loop {
+        let mut candidates = self.jobs.finished_unreplayable().into_iter();
+        while removed < MAX_PER_SWEEP {
             let store = self.store.clone();
             let bytes = tokio::task::spawn_blocking(move || {
                 store.flush()?;
@@ -215,26 +224,27 @@ impl Runtime {
             .await
             .map_err(|e| crate::store::StoreError::Io(e.to_string()))??;
             if bytes <= cap {
-                return Ok(removed);
+                break;
             }
-            let oldest: Vec<String> = self.jobs.finished(None).into_iter().take(BATCH).collect();
-            if oldest.is_empty() {
+            let Some(oldest) = candidates.next() else {
                 tracing::warn!(
                     bytes,
                     cap,
-                    "store is over its cap but holds no finished job to remove"
+                    "store is over its cap, but all it holds is running jobs and what resumable sessions may replay"
                 );
-                return Ok(removed);
+                break;
+            };
+            if removed == 0 {
+                tracing::info!(
+                    bytes,
+                    cap,
+                    "retention: store over its cap; removing the oldest finished jobs"
+                );
             }
-            tracing::info!(
-                bytes,
-                cap,
-                jobs = oldest.len(),
-                "retention: store over its cap; removing the oldest finished jobs"
-            );
-            self.jobs.forget(&oldest);
-            removed += oldest.len();
+            self.jobs.forget(std::slice::from_ref(&oldest));
+            removed += 1;
         }
+        Ok(removed)
     }
 
     /// Runs [`Self::sweep`] every `retention.sweep_interval_sec` for as long as the

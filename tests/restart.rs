@@ -95,3 +95,36 @@ async fn after_a_kill_finished_jobs_remain_running_ones_end_and_the_session_resu
         finished.last().unwrap()["payload"]["result"]
     );
 }
+
+/// Regression: a crash between the commit of a submit's idempotency key and that of
+/// its job record (the submit was never acknowledged) left a key pointing at no job,
+/// and every resubmit with it failed with INTERNAL_ERROR "job … of this idempotency
+/// key is gone". Found by tests/interop/test_crash.py.
+#[tokio::test]
+async fn a_key_left_without_its_job_by_a_crash_is_free_again() {
+    use arcp_host::store::{IdempotencyRecord, SqliteStore, Store};
+    let data = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(data.path()).unwrap();
+        store.put_idempotency(IdempotencyRecord {
+            principal: "alice".into(),
+            key: "cut-short".into(),
+            fingerprint: "{\"agent\":\"echo@2.0.0\",\"input\":1,\"lease_request\":{},\"lease_constraints\":null,\"max_runtime_sec\":null}".into(),
+            job_id: "job_01M8JRGR0TJ027GSXHX9NPNMH5".into(),
+            created_at: chrono::Utc::now().to_rfc3339(),
+        });
+        store.flush().unwrap();
+    }
+    let host = Host::start_with_data(&bundled_plugins(), data, &[]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let accepted = c
+        .submit(json!({"agent": "echo", "input": 1, "idempotency_key": "cut-short"}))
+        .await;
+    assert_eq!(accepted["type"], "job.accepted", "{accepted}");
+    assert_ne!(
+        accepted["payload"]["job_id"],
+        "job_01M8JRGR0TJ027GSXHX9NPNMH5"
+    );
+    let end = c.until_terminal().await.pop().unwrap();
+    assert_eq!(end["payload"]["result"]["echoed"], 1);
+}

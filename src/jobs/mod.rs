@@ -357,6 +357,22 @@ impl JobManager {
         }
     }
 
+    /// Undoes [`Self::register`] and the idempotency claim of a job that could not
+    /// be recorded (and so was never accepted).
+    fn unregister(&self, job: &Job, principal: &str, key: Option<&str>) {
+        if let Ok(mut m) = self.jobs.lock() {
+            m.remove(&job.id);
+        }
+        if let (Some(key), Ok(mut map)) = (key, self.idempotency.lock()) {
+            let slot = (principal.to_owned(), key.to_owned());
+            if map.get(&slot).is_some_and(|e| e.job_id == job.id) {
+                map.remove(&slot);
+                self.store.remove_idempotency(principal, key);
+            }
+        }
+        self.store.remove_job(&job.id);
+    }
+
     fn register(&self, job: &Arc<Job>) {
         if let Ok(mut m) = self.jobs.lock() {
             m.insert(job.id.clone(), job.clone());
@@ -384,12 +400,26 @@ impl JobManager {
     /// Finished jobs, the one that ended first first; only those that ended before
     /// `cutoff` when it is given.
     pub fn finished(&self, cutoff: Option<chrono::DateTime<chrono::Utc>>) -> Vec<String> {
+        self.finished_where(cutoff, |_| true)
+    }
+
+    /// Finished jobs whose submitting session can no longer be resumed (forgetting
+    /// them frees their history), the one that ended first first.
+    pub fn finished_unreplayable(&self) -> Vec<String> {
+        self.finished_where(None, |j| j.outbox.is_retired())
+    }
+
+    fn finished_where(
+        &self,
+        cutoff: Option<chrono::DateTime<chrono::Utc>>,
+        keep: impl Fn(&Job) -> bool,
+    ) -> Vec<String> {
         let Ok(jobs) = self.jobs.lock() else {
             return Vec::new();
         };
         let mut ended: Vec<(chrono::DateTime<chrono::Utc>, String)> = jobs
             .values()
-            .filter(|j| j.status().is_terminal())
+            .filter(|j| j.status().is_terminal() && keep(j))
             .filter_map(|j| j.ended_at().map(|at| (at, j.id.clone())))
             .filter(|(at, _)| cutoff.is_none_or(|c| *at < c))
             .collect();
@@ -432,7 +462,13 @@ impl JobManager {
             return 0;
         };
         let expired = self.finished(Some(cutoff));
-        self.forget(&expired);
+        if !expired.is_empty() {
+            tracing::info!(
+                jobs = expired.len(),
+                "retention: removing finished jobs past their retention"
+            );
+            self.forget(&expired);
+        }
         expired.len()
     }
 
@@ -692,6 +728,7 @@ impl JobManager {
         // Register the job and claim its idempotency key under one lock: a concurrent
         // submit with the same key then finds the job and replays instead of starting
         // a second one.
+        let mut key_written = 0;
         let replay_of = match &req.idempotency_key {
             None => {
                 self.register(&job);
@@ -704,8 +741,15 @@ impl JobManager {
                     .map_err(|_| ArcpError::internal("idempotency table unavailable"))?;
                 let slot = (principal.to_owned(), key.clone());
                 let ttl = Duration::from_secs(self.config.idempotency_ttl_sec);
-                if map.get(&slot).is_some_and(|e| e.expired(ttl)) {
+                // A key whose job is unknown was claimed by a submit that a crash
+                // cut short before its job was recorded (so it was never
+                // acknowledged): it is free again, like an expired one.
+                if map
+                    .get(&slot)
+                    .is_some_and(|e| e.expired(ttl) || self.get(&e.job_id).is_none())
+                {
                     map.remove(&slot);
+                    self.store.remove_idempotency(principal, key);
                 }
                 match map.get(&slot).map(|e| (&e.fingerprint, &e.job_id)) {
                     Some((existing, existing_job)) if *existing != fingerprint => {
@@ -718,7 +762,7 @@ impl JobManager {
                     Some((_, existing_job)) => Some(existing_job.clone()),
                     None => {
                         let at = chrono::Utc::now();
-                        self.store.put_idempotency(crate::store::IdempotencyRecord {
+                        key_written = self.store.put_idempotency(crate::store::IdempotencyRecord {
                             principal: principal.to_owned(),
                             key: key.clone(),
                             fingerprint: serde_json::to_string(&fingerprint).unwrap_or_default(),
@@ -746,7 +790,23 @@ impl JobManager {
             }
             return self.replay_accepted(&existing_job, outbox, env).await;
         }
-        self.store.put_job(job.record());
+        // Nothing is acknowledged that a restart could lose: the job's record (and its
+        // idempotency key) must be committed before `job.accepted` goes out.
+        let job_written = self.store.put_job(job.record());
+        let store = self.store.as_ref();
+        let recorded = match crate::store::committed(store, key_written).await {
+            Ok(()) => crate::store::committed(store, job_written).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            self.unregister(&job, principal, req.idempotency_key.as_deref());
+            if let Some(m) = minted {
+                self.revoke(m.id, m.handle).await;
+            }
+            return Err(ArcpError::internal(format!(
+                "the runtime cannot record new jobs, so none is accepted: {e}"
+            )));
+        }
         let msg = Outbound::new("job.accepted", &accepted)
             .job(&job_id)
             .trace(Some(&trace_id));

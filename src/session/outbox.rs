@@ -252,3 +252,165 @@ impl Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{
+        IdempotencyRecord, JobRecord, MemoryStore, OutstandingCredential, SessionRecord, StoreError,
+    };
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+    use tokio::sync::watch;
+
+    /// A store whose writes settle only when the test says so: every write gets a
+    /// ticket and is kept in memory at once, but `settled` moves by hand.
+    struct GatedStore {
+        inner: MemoryStore,
+        next: AtomicU64,
+        settled: watch::Sender<Ticket>,
+    }
+
+    impl GatedStore {
+        fn ticket(&self) -> Ticket {
+            self.next.fetch_add(1, Ordering::SeqCst) + 1
+        }
+    }
+
+    impl Store for GatedStore {
+        fn append_event(&self, event: StoredEvent) -> Ticket {
+            self.inner.append_event(event);
+            self.ticket()
+        }
+        fn put_job(&self, job: JobRecord) -> Ticket {
+            self.inner.put_job(job);
+            self.ticket()
+        }
+        fn remove_job(&self, job_id: &str) -> Ticket {
+            self.inner.remove_job(job_id);
+            self.ticket()
+        }
+        fn put_session(&self, session: SessionRecord) -> Ticket {
+            self.inner.put_session(session);
+            self.ticket()
+        }
+        fn remove_session(&self, session_id: &str) -> Ticket {
+            self.inner.remove_session(session_id);
+            self.ticket()
+        }
+        fn put_idempotency(&self, record: IdempotencyRecord) -> Ticket {
+            self.inner.put_idempotency(record);
+            self.ticket()
+        }
+        fn remove_idempotency(&self, principal: &str, key: &str) -> Ticket {
+            self.inner.remove_idempotency(principal, key);
+            self.ticket()
+        }
+        fn put_credential(&self, credential: OutstandingCredential) -> Ticket {
+            self.inner.put_credential(credential);
+            self.ticket()
+        }
+        fn remove_credential(&self, id: &str) -> Ticket {
+            self.inner.remove_credential(id);
+            self.ticket()
+        }
+        fn settled(&self) -> watch::Receiver<Ticket> {
+            self.settled.subscribe()
+        }
+        fn outcome(&self, _: Ticket) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn health(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn probe(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn events_after(&self, s: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
+            self.inner.events_after(s, after)
+        }
+        fn events_for_job(
+            &self,
+            s: &str,
+            j: &str,
+            after: u64,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            self.inner.events_for_job(s, j, after)
+        }
+        fn last_seq(&self, s: &str) -> Result<u64, StoreError> {
+            self.inner.last_seq(s)
+        }
+        fn job(&self, j: &str) -> Result<Option<JobRecord>, StoreError> {
+            self.inner.job(j)
+        }
+        fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+            self.inner.jobs()
+        }
+        fn sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+            self.inner.sessions()
+        }
+        fn idempotency_keys(&self) -> Result<Vec<IdempotencyRecord>, StoreError> {
+            self.inner.idempotency_keys()
+        }
+        fn outstanding_credentials(&self) -> Result<Vec<OutstandingCredential>, StoreError> {
+            self.inner.outstanding_credentials()
+        }
+        fn stored_bytes(&self) -> Result<u64, StoreError> {
+            self.inner.stored_bytes()
+        }
+    }
+
+    fn event(i: u64) -> Outbound {
+        let body = serde_json::json!({"kind": "log", "body": {"i": i}});
+        Outbound::new("job.event", body).job("job_t")
+    }
+
+    async fn seq_of(rx: &mut mpsc::Receiver<FrameOut>) -> u64 {
+        match rx.recv().await {
+            Some(FrameOut::Frame(text)) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                frame["event_seq"].as_u64().unwrap_or(0)
+            }
+            _ => panic!("expected a frame"),
+        }
+    }
+
+    /// Write-before-send: a sequenced frame reaches the connection only once the
+    /// store has settled its write, in order, and the sender does not wait for it.
+    #[tokio::test]
+    async fn a_frame_reaches_the_client_only_once_the_store_has_it() {
+        let store = Arc::new(GatedStore {
+            inner: MemoryStore::new(),
+            next: AtomicU64::new(0),
+            settled: watch::channel(0).0,
+        });
+        let outbox = Outbox::new("sess_t".into(), store.clone(), 1 << 20);
+        let (tx, mut rx) = mpsc::channel(64);
+        outbox.attach(tx).await;
+        for i in 0..3 {
+            outbox.send(event(i)).await; // returns without waiting for the store
+        }
+        // An unsequenced frame queued after them waits behind them.
+        outbox
+            .send(Outbound::new("session.pong", serde_json::json!({})))
+            .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing goes before the store has it"
+        );
+
+        store.settled.send_replace(2);
+        assert_eq!(seq_of(&mut rx).await, 1);
+        assert_eq!(seq_of(&mut rx).await, 2);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(rx.try_recv().is_err(), "event 3 is not stored yet");
+
+        store.settled.send_replace(3);
+        assert_eq!(seq_of(&mut rx).await, 3);
+        assert_eq!(seq_of(&mut rx).await, 0, "then the pong");
+    }
+}

@@ -220,6 +220,10 @@ impl Store for MemoryStore {
         self.settled.subscribe()
     }
 
+    fn outcome(&self, _ticket: Ticket) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn health(&self) -> Result<(), StoreError> {
         Ok(())
     }

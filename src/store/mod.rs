@@ -18,8 +18,9 @@
 //! - Writes are applied in ticket order, and a write that has settled without an
 //!   error survives a crash of the process (SQLite: a committed WAL transaction).
 //! - [`Store::settled`] only grows; a write that failed still settles (so that
-//!   nothing waits for ever) and [`Store::health`] reports the failure until a later
-//!   write or [`Store::probe`] succeeds.
+//!   nothing waits for ever), [`Store::outcome`] says it failed, and
+//!   [`Store::health`] reports the failure until a later write or [`Store::probe`]
+//!   succeeds.
 //! - Reads see every write that has settled.
 //! - Removals follow the retention rules stated on [`Store::remove_job`] and
 //!   [`Store::remove_session`]: a job's history stays readable while the session it
@@ -150,6 +151,9 @@ pub trait Store: Send + Sync + 'static {
     /// The highest ticket whose write has been carried out: committed, or failed
     /// (then [`Self::health`] says so). Only grows.
     fn settled(&self) -> tokio::sync::watch::Receiver<Ticket>;
+    /// Once `ticket` has settled: `Ok` if its write was committed, otherwise why it
+    /// was not. (A store need only remember the outcome of recent writes.)
+    fn outcome(&self, ticket: Ticket) -> Result<(), StoreError>;
     /// `Err` while the store cannot write (the last write failed: full disk, I/O
     /// error), with the reason.
     fn health(&self) -> Result<(), StoreError>;
@@ -183,6 +187,13 @@ pub trait Store: Send + Sync + 'static {
     fn outstanding_credentials(&self) -> Result<Vec<OutstandingCredential>, StoreError>;
     /// Bytes the stored data takes (what the byte cap of retention is compared with).
     fn stored_bytes(&self) -> Result<u64, StoreError>;
+}
+
+/// Waits (without blocking a thread) until `ticket` has settled in `store`, and
+/// says whether its write was committed.
+pub async fn committed(store: &dyn Store, ticket: Ticket) -> Result<(), StoreError> {
+    until_settled(store, ticket).await;
+    store.outcome(ticket)
 }
 
 /// Waits (without blocking a thread) until `ticket` has settled in `store`.

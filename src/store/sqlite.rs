@@ -16,6 +16,7 @@ use super::{
     StoredEvent, Ticket,
 };
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -50,7 +51,12 @@ pub struct SqliteStore {
     settled: watch::Sender<Ticket>,
     /// The last write's failure, until a later write succeeds.
     failure: Arc<Mutex<Option<String>>>,
+    /// The most recent failed batches: (first ticket, last ticket, why).
+    failed: Arc<Mutex<VecDeque<(Ticket, Ticket, String)>>>,
 }
+
+/// How many failed batches [`SqliteStore::outcome`] remembers.
+const FAILED_BATCHES_KEPT: usize = 1024;
 
 /// The schema version this build writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -144,10 +150,15 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel();
         let settled = watch::channel(0).0;
         let failure = Arc::new(Mutex::new(None));
-        let (publish, failed) = (settled.clone(), failure.clone());
+        let failed = Arc::new(Mutex::new(VecDeque::new()));
+        let outcomes = Outcomes {
+            settled: settled.clone(),
+            failure: failure.clone(),
+            failed: failed.clone(),
+        };
         std::thread::Builder::new()
             .name("arcp-store".into())
-            .spawn(move || writer_loop(writer, rx, publish, failed))
+            .spawn(move || writer_loop(writer, rx, outcomes))
             .map_err(|e| StoreError::Io(format!("starting the store writer: {e}")))?;
         Ok(SqliteStore {
             path,
@@ -155,6 +166,7 @@ impl SqliteStore {
             reader: Mutex::new(reader),
             settled,
             failure,
+            failed,
         })
     }
 
@@ -183,12 +195,14 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    rx: mpsc::Receiver<(Ticket, Write)>,
+/// Where the writer publishes how its batches went.
+struct Outcomes {
     settled: watch::Sender<Ticket>,
     failure: Arc<Mutex<Option<String>>>,
-) {
+    failed: Arc<Mutex<VecDeque<(Ticket, Ticket, String)>>>,
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<(Ticket, Write)>, out: Outcomes) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -197,11 +211,18 @@ fn writer_loop(
                 break;
             }
         }
+        let first = batch.first().map(|(t, _)| *t).unwrap_or(0);
         let last = batch.last().map(|(t, _)| *t).unwrap_or(0);
         let mut waiters = Vec::new();
         let result = commit(&mut conn, batch, &mut waiters);
         let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
-        if let Ok(mut f) = failure.lock() {
+        if let (Err(why), Ok(mut failed)) = (&outcome, out.failed.lock()) {
+            if failed.len() == FAILED_BATCHES_KEPT {
+                failed.pop_front();
+            }
+            failed.push_back((first, last, why.clone()));
+        }
+        if let Ok(mut f) = out.failure.lock() {
             match &outcome {
                 Ok(()) => {
                     if f.take().is_some() {
@@ -216,7 +237,7 @@ fn writer_loop(
                 }
             }
         }
-        settled.send_replace(last);
+        out.settled.send_replace(last);
         for w in waiters {
             let _ = w.send(outcome.clone());
         }
@@ -355,6 +376,24 @@ impl Store for SqliteStore {
 
     fn settled(&self) -> watch::Receiver<Ticket> {
         self.settled.subscribe()
+    }
+
+    fn outcome(&self, ticket: Ticket) -> Result<(), StoreError> {
+        let failed = self
+            .failed
+            .lock()
+            .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+        match failed
+            .iter()
+            .rev()
+            .find(|(first, last, _)| (*first..=*last).contains(&ticket))
+        {
+            None => Ok(()),
+            Some((_, _, why)) => Err(StoreError::Io(format!(
+                "store {}: {why}",
+                self.path.display()
+            ))),
+        }
     }
 
     fn health(&self) -> Result<(), StoreError> {
@@ -542,6 +581,31 @@ mod tests {
         }
         let store = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(store.job("job_9").unwrap().unwrap().status, "success");
+    }
+
+    #[test]
+    fn a_file_of_schema_version_0_is_migrated_and_keeps_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let old = Connection::open(dir.path().join("arcp.db")).unwrap();
+            old.execute_batch(
+                "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, principal TEXT NOT NULL,
+                   session_id TEXT NOT NULL, agent TEXT NOT NULL, status TEXT NOT NULL,
+                   submitted_at TEXT NOT NULL, accepted TEXT NOT NULL);
+                 INSERT INTO jobs VALUES ('job_0', 'alice', 'sess_1', 'echo@1.0.0', 'success',
+                   '2026-01-01T00:00:00Z', '{}');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let kept = store.job("job_0").unwrap().unwrap();
+        assert_eq!((kept.status.as_str(), kept.ended_at), ("success", None));
+        store.put_job(JobRecord {
+            ended_at: Some("2026-01-01T00:00:01Z".into()),
+            ..conformance::job("job_1", "success")
+        });
+        store.flush().unwrap();
+        assert!(store.job("job_1").unwrap().unwrap().ended_at.is_some());
     }
 
     #[test]

@@ -19,15 +19,22 @@ TOKEN = "interop-token"
 class Host:
     """One running `arcp-host serve` process."""
 
-    def __init__(self, url: str, proc: subprocess.Popen[str], log: list[str]) -> None:
+    def __init__(self, url: str, proc: subprocess.Popen[str], log: list[str], data: str) -> None:
         self.url = url
         self.proc = proc
         self.log = log
+        self.data = data
+
+    def crash(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
 
-def start_host(*extra: str) -> Host:
+def start_host(*extra: str, data: str | None = None) -> Host:
+    """Starts the binary; `data` reuses a data folder (a restart after a crash)."""
     binary = os.environ.get("ARCP_HOST_BIN") or str(ROOT / "target" / "debug" / "arcp-host")
-    data = tempfile.mkdtemp(prefix="arcp-interop-")
+    data = data or tempfile.mkdtemp(prefix="arcp-interop-")
     proc = subprocess.Popen(
         [
             binary,
@@ -62,7 +69,7 @@ def start_host(*extra: str) -> Host:
         raise RuntimeError("arcp-host did not start:\n" + "".join(log))
     # Keep draining stderr so the host never blocks on a full pipe.
     threading.Thread(target=lambda: [log.append(l) for l in proc.stderr], daemon=True).start()
-    return Host(url, proc, log)
+    return Host(url, proc, log, data)
 
 
 @pytest.fixture(scope="session")
