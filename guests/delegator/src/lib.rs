@@ -1,26 +1,22 @@
 //! `delegator`: input `{"agent": A, "input": I, "lease": L}`; runs agent A with input
 //! I as a child job under lease request L (which must be a subset of this job's
-//! lease, and `agent.delegate` must grant A) and returns the child's result. The
-//! child's failure (or a LEASE_SUBSET_VIOLATION) ends this job with that error.
+//! lease, and `agent.delegate` must grant A; a missing or non-object L is `{}`) and
+//! returns the child's result. The child's failure (or a LEASE_SUBSET_VIOLATION)
+//! ends this job with that error.
 
-wit_bindgen::generate!({ path: "../../wit", world: "agent" });
+use arcp_agent::prelude::*;
 
-use arcp::agent::capabilities;
-use serde_json::{Value, json};
-
-struct Delegator;
-
-impl Guest for Delegator {
-    fn run(_job: JobInfo, input_json: String) -> Result<String, Failure> {
-        let input: Value = serde_json::from_str(&input_json).unwrap_or_default();
-        let agent = input["agent"].as_str().ok_or(Failure {
-            code: "INVALID_REQUEST".into(),
-            message: "`agent` must be a string".into(),
-            retryable: false,
-        })?;
-        let lease = if input["lease"].is_object() { input["lease"].clone() } else { json!({}) };
-        capabilities::delegate(agent, &input["input"].to_string(), &lease.to_string())
-    }
+#[derive(Deserialize)]
+struct Input {
+    agent: String,
+    #[serde(default)]
+    input: Value,
+    #[serde(default, deserialize_with = "arcp_agent::input::lenient")]
+    lease: arcp_agent::serde_json::Map<String, Value>,
 }
 
-export!(Delegator);
+fn run(_job: Job, input: Input) -> Result<RawJson, Failure> {
+    agents::delegate_raw(&input.agent, &input.input, &input.lease).map(RawJson)
+}
+
+arcp_agent::agent!(run);

@@ -1,27 +1,24 @@
 //! `reader`: input `{"path": P}`; reads P from the runtime's workspace through the
 //! `fs.read` capability (which the lease must grant) and returns
-//! `{"path": P, "text": <its text>}`. A refusal (PERMISSION_DENIED, LEASE_EXPIRED, ...)
-//! ends the job with that error.
+//! `{"path": P, "text": <its text>}` (invalid UTF-8 replaced). A refusal
+//! (PERMISSION_DENIED, LEASE_EXPIRED, ...) ends the job with that error.
 
-wit_bindgen::generate!({ path: "../../wit", world: "agent" });
+use arcp_agent::prelude::*;
 
-use arcp::agent::capabilities;
-use serde_json::{Value, json};
-
-struct Reader;
-
-impl Guest for Reader {
-    fn run(_job: JobInfo, input_json: String) -> Result<String, Failure> {
-        let input: Value = serde_json::from_str(&input_json).unwrap_or_default();
-        let path = input["path"].as_str().ok_or(Failure {
-            code: "INVALID_REQUEST".into(),
-            message: "`path` must be a string".into(),
-            retryable: false,
-        })?;
-        let bytes = capabilities::read_file(path)?;
-        let text = String::from_utf8_lossy(&bytes);
-        Ok(json!({ "path": path, "text": text }).to_string())
-    }
+#[derive(Deserialize)]
+struct Input {
+    path: String,
 }
 
-export!(Reader);
+#[derive(Serialize)]
+struct Output {
+    path: String,
+    text: String,
+}
+
+fn run(_job: Job, Input { path }: Input) -> Result<Output, Failure> {
+    let text = String::from_utf8_lossy(&fs::read_file(&path)?).into_owned();
+    Ok(Output { path, text })
+}
+
+arcp_agent::agent!(run);
