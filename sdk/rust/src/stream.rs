@@ -21,8 +21,9 @@ use std::io;
 /// with `INTERNAL_ERROR` once the result passes the host's size cap (256 MiB by
 /// default); return that failure to end the job with it.
 ///
-/// Writes are not buffered: each is one host call and at least one event. Wrap the
-/// stream in a [`std::io::BufWriter`] when writing many small pieces.
+/// Writes are not buffered: each (one `write_str`, one `write!`/`writeln!`) is one
+/// host call and at least one event. Wrap the stream in a [`std::io::BufWriter`]
+/// when writing many small pieces.
 ///
 /// ```no_run
 /// use arcp_agent::prelude::*;
@@ -97,7 +98,8 @@ impl ResultStream {
 
 /// Writes to the `utf8` stream. Bytes must be UTF-8, but a write may end in the
 /// middle of a character: its first bytes are held back until the next write
-/// completes it (see [`ResultStream::finish`]). The [`io::Error`] of a failed
+/// completes it (see [`ResultStream::finish`]). `write!` formats its arguments
+/// whole and writes them at once. The [`io::Error`] of a failed
 /// write wraps the host's [`Failure`], which `?` in the agent's function turns
 /// back into that failure.
 impl io::Write for ResultStream {
@@ -110,6 +112,14 @@ impl io::Write for ResultStream {
             wit::write(&text, Encoding::Utf8).map_err(|f| io::Error::other(Failure::from(f)))?;
         }
         Ok(buf.len())
+    }
+
+    /// Formats the whole of `args` first, so that one `write!` is one write.
+    fn write_fmt(&mut self, args: std::fmt::Arguments<'_>) -> io::Result<()> {
+        match args.as_str() {
+            Some(text) => io::Write::write_all(self, text.as_bytes()),
+            None => io::Write::write_all(self, std::fmt::format(args).as_bytes()),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
