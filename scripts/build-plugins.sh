@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Rebuilds every example agent in guests/ into plugins/NAME@VERSION.wasm.
-# Uses rustup's wasm32-wasip2 target when installed, else Debian's rustc-web with std
-# rebuilt for wasm32-wasip2 (see ../shared/GUEST-TOOLCHAIN.md).
+# Rebuilds every example agent in guests/ (written with the Rust guest SDK, sdk/rust,
+# a member of the same workspace) into plugins/NAME@VERSION.wasm, and the test-only
+# hostile agent into tests/plugins/. Deterministic: the same sources and toolchain
+# give the same bytes. Uses rustup's wasm32-wasip2 target when installed, else
+# Debian's rustc-web with std rebuilt for wasm32-wasip2 (see
+# ../shared/GUEST-TOOLCHAIN.md and docs/agents.md).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root/guests"
