@@ -131,7 +131,14 @@ impl Runtime {
                 // sent to it and retention may remove its history.
                 outbox.retire();
             }
-            if let Err(e) = self.jobs.recover_job(record, outbox).await {
+            let mut subscribers = Vec::new();
+            for id in &record.subscribers {
+                // Only sessions that can still be resumed are told.
+                if sessions.iter().any(|s| s.session_id == *id) {
+                    subscribers.push(outbox_for(id)?);
+                }
+            }
+            if let Err(e) = self.jobs.recover_job(record, outbox, subscribers).await {
                 tracing::error!(error = %e, "a stored job could not be restored");
             }
         }

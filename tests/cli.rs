@@ -203,3 +203,30 @@ fn components_with_unknown_imports_or_no_run_export_are_refused_by_name() {
         "the good plugin still loads: {stdout}"
     );
 }
+
+#[test]
+fn serve_refuses_to_start_on_a_corrupt_or_unusable_store_and_names_the_file() {
+    // A data "folder" that is a file cannot hold the store.
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_folder = dir.path().join("data");
+    std::fs::write(&not_a_folder, b"x").unwrap();
+    // A store file that is not a database.
+    let corrupt = dir.path().join("corrupt");
+    std::fs::create_dir(&corrupt).unwrap();
+    std::fs::write(corrupt.join("arcp.db"), vec![0x42u8; 8192]).unwrap();
+    for (data, named) in [
+        (&not_a_folder, not_a_folder.display().to_string()),
+        (&corrupt, corrupt.join("arcp.db").display().to_string()),
+    ] {
+        let out = arcp_host()
+            .args(["serve", "--listen", "127.0.0.1:0", "--plugins"])
+            .arg(bundled_plugins())
+            .arg("--data")
+            .arg(data)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(&named), "names {named}: {stderr}");
+    }
+}

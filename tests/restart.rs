@@ -128,3 +128,49 @@ async fn a_key_left_without_its_job_by_a_crash_is_free_again() {
     let end = c.until_terminal().await.pop().unwrap();
     assert_eq!(end["payload"]["result"]["echoed"], 1);
 }
+
+#[tokio::test]
+async fn a_subscriber_resuming_after_a_kill_is_sent_the_running_jobs_end() {
+    let data = tempfile::tempdir().unwrap();
+    let data_path = data.path().to_owned();
+    let mut host = Host::start_with_data(&bundled_plugins(), data, &[]);
+    let mut owner = Client::connect(&host.url, TOKEN).await;
+    let running = owner
+        .submit(json!({"agent": "sleeper", "input": {"seconds": 60}}))
+        .await;
+    let job_id = running["payload"]["job_id"].as_str().unwrap().to_owned();
+    let mut w = Client::connect(&host.url, TOKEN).await;
+    let (sid, token) = (
+        w.session_id.clone(),
+        w.welcome["payload"]["resume_token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    w.send("job.subscribe", json!({"job_id": job_id})).await;
+    let subscribed = w.next().await;
+    assert_eq!(subscribed["type"], "job.subscribed");
+    let seen = subscribed["event_seq"].as_u64().unwrap_or(0); // unsequenced: 0
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    host.child.kill().unwrap();
+    host.child.wait().unwrap();
+
+    let host = Host::start_with_data(&bundled_plugins(), common::reuse_data_dir(&data_path), &[]);
+    let mut r = Client::connect_with(
+        &host.url,
+        TOKEN,
+        json!(["subscribe"]),
+        Some(json!({"session_id": sid, "resume_token": token, "last_event_seq": seen})),
+    )
+    .await;
+    assert_eq!(r.welcome["type"], "session.welcome", "{}", r.welcome);
+    let end = r.until_terminal().await.pop().unwrap();
+    assert_eq!(end["job_id"], job_id.as_str());
+    assert_eq!(end["type"], "job.error");
+    assert_eq!(end["payload"]["code"], "INTERNAL_ERROR");
+    assert_eq!(
+        end["event_seq"],
+        seen + 1,
+        "in the subscriber's own numbering"
+    );
+}

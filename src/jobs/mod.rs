@@ -104,6 +104,8 @@ pub struct Job {
     last_event_seq: Mutex<Option<u64>>,
     /// Outboxes of sessions subscribed to this job (spec §7.6).
     subscribers: tokio::sync::Mutex<Vec<Arc<Outbox>>>,
+    /// Their session ids, for the job's record.
+    subscriber_ids: Mutex<Vec<String>>,
     /// How it ended, once it has (a delegating parent waits on this).
     outcome: watch::Sender<Option<terminal::Outcome>>,
     /// Jobs delegated by this one.
@@ -143,6 +145,7 @@ impl Job {
             status: Mutex::new(JobStatus::Pending),
             last_event_seq: Mutex::new(None),
             subscribers: tokio::sync::Mutex::new(Vec::new()),
+            subscriber_ids: Mutex::new(Vec::new()),
             outcome: watch::channel(None).0,
             children: Mutex::new(Vec::new()),
             expires_at,
@@ -173,6 +176,15 @@ impl Job {
     fn set_status(&self, status: JobStatus) {
         if let Ok(mut s) = self.status.lock() {
             *s = status;
+        }
+    }
+
+    fn note_subscribers(&self, subscribers: &[Arc<Outbox>]) {
+        if let Ok(mut ids) = self.subscriber_ids.lock() {
+            *ids = subscribers
+                .iter()
+                .map(|s| s.session_id().to_owned())
+                .collect();
         }
     }
 
@@ -210,6 +222,11 @@ impl Job {
             status: self.status().as_str().into(),
             submitted_at: self.accepted.accepted_at.clone(),
             ended_at: self.ended_at().map(|at| at.to_rfc3339()),
+            subscribers: self
+                .subscriber_ids
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default(),
             accepted: serde_json::to_string(&self.accepted).unwrap_or_default(),
         }
     }
@@ -499,12 +516,14 @@ impl JobManager {
 
     /// Restores a job recorded before a restart: listed, subscribable with history,
     /// and, if it was still running when the runtime stopped, ended now with
-    /// `job.error INTERNAL_ERROR` (retryable) in its session's event log, where its
-    /// subscribers and a resuming submitter find it.
+    /// `job.error INTERNAL_ERROR` (retryable) in its session's event log and in those
+    /// of `subscribers` (the sessions subscribed to it at the crash), where a
+    /// resuming submitter and its subscribers find it.
     pub async fn recover_job(
         &self,
         record: JobRecord,
         outbox: Arc<Outbox>,
+        subscribers: Vec<Arc<Outbox>>,
     ) -> Result<(), ArcpError> {
         let accepted: AcceptedPayload = serde_json::from_str(&record.accepted).map_err(|e| {
             ArcpError::internal(format!(
@@ -536,6 +555,8 @@ impl JobManager {
             }
             _ => {
                 tracing::warn!(job_id = %job.id, "job was running when the runtime stopped; ending it");
+                job.note_subscribers(&subscribers);
+                *job.subscribers.lock().await = subscribers;
                 self.conclude(job, terminal::Ending::Restarted).await;
             }
         }
@@ -1002,12 +1023,17 @@ impl JobManager {
     async fn conclude(&self, job: Arc<Job>, ending: terminal::Ending) {
         let outcome = terminal::finish(&job, ending).await;
         let status = outcome.status;
-        if let Ok(mut at) = job.ended_at.lock() {
-            *at = Some(chrono::Utc::now());
+        {
+            // Under the subscribers' lock: a subscribe that records the job as
+            // running is then ordered before this final record, never after it.
+            let _subscribers = job.subscribers.lock().await;
+            if let Ok(mut at) = job.ended_at.lock() {
+                *at = Some(chrono::Utc::now());
+            }
+            job.set_status(status);
+            self.store.put_job(job.record());
         }
-        job.set_status(status);
         job.outcome.send_replace(Some(outcome));
-        self.store.put_job(job.record());
         // Credentials die with the job, however it ended (spec §9.8.2).
         let held = job
             .credentials
@@ -1153,6 +1179,9 @@ impl JobManager {
         subscribers.retain(|s| s.session_id() != outbox.session_id());
         if !job.status().is_terminal() {
             subscribers.push(outbox.clone());
+            // Recorded, so that a restart before the job ends still tells them.
+            job.note_subscribers(&subscribers);
+            self.store.put_job(job.record());
         }
         Ok(())
     }
@@ -1167,10 +1196,12 @@ impl JobManager {
     ) -> Result<(), ArcpError> {
         let req: UnsubscribePayload = env.payload_as()?;
         let job = self.observable(principal, &req.job_id)?;
-        job.subscribers
-            .lock()
-            .await
-            .retain(|s| s.session_id() != outbox.session_id());
+        let mut subscribers = job.subscribers.lock().await;
+        subscribers.retain(|s| s.session_id() != outbox.session_id());
+        if !job.status().is_terminal() {
+            job.note_subscribers(&subscribers);
+            self.store.put_job(job.record());
+        }
         Ok(())
     }
 

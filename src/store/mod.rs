@@ -66,6 +66,9 @@ pub struct JobRecord {
     pub submitted_at: String,
     /// RFC 3339 time it ended, once it has (terminal-job retention counts from it).
     pub ended_at: Option<String>,
+    /// Sessions subscribed to it while it runs: if the runtime restarts before it
+    /// ends, they are sent its terminal message too.
+    pub subscribers: Vec<String>,
     /// The `job.accepted` payload, as JSON text.
     pub accepted: String,
 }
@@ -220,6 +223,7 @@ pub(crate) mod conformance {
             status: status.into(),
             submitted_at: "2026-01-01T00:00:00Z".into(),
             ended_at: None,
+            subscribers: Vec::new(),
             accepted: "{}".into(),
         }
     }
@@ -357,6 +361,10 @@ pub(crate) mod conformance {
             ..s.clone()
         });
         store.put_job(JobRecord {
+            subscribers: vec!["sess_w1".into(), "sess_w2".into()],
+            ..job("job_8", "running")
+        });
+        store.put_job(JobRecord {
             ended_at: Some("2026-01-01T00:01:00Z".into()),
             ..job("job_9", "success")
         });
@@ -379,6 +387,8 @@ pub(crate) mod conformance {
         let stored = store.jobs().unwrap();
         let j9 = stored.iter().find(|j| j.job_id == "job_9").unwrap();
         assert_eq!(j9.ended_at.as_deref(), Some("2026-01-01T00:01:00Z"));
+        let j8 = stored.iter().find(|j| j.job_id == "job_8").unwrap();
+        assert_eq!(j8.subscribers, vec!["sess_w1", "sess_w2"]);
         assert_eq!(store.last_seq("sess_9").unwrap(), 7);
         assert_eq!(store.last_seq("sess_none").unwrap(), 0);
     }

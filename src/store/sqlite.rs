@@ -99,7 +99,8 @@ const SCHEMA: &str = "
         status       TEXT NOT NULL,
         submitted_at TEXT NOT NULL,
         accepted     TEXT NOT NULL,
-        ended_at     TEXT
+        ended_at     TEXT,
+        subscribers  TEXT NOT NULL DEFAULT '[]'
     );
     CREATE TABLE IF NOT EXISTS meta (
         key   TEXT PRIMARY KEY,
@@ -111,14 +112,23 @@ const SCHEMA: &str = "
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 1 {
-        // Version 0 had no `ended_at` (terminal-job retention counts from it).
-        let has_ended_at: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'ended_at'",
-            [],
-            |r| r.get(0),
-        )?;
-        if !has_ended_at {
-            conn.execute_batch("ALTER TABLE jobs ADD COLUMN ended_at TEXT")?;
+        // Version 0 had neither `ended_at` (terminal-job retention counts from it)
+        // nor `subscribers`.
+        for (column, ddl) in [
+            ("ended_at", "ALTER TABLE jobs ADD COLUMN ended_at TEXT"),
+            (
+                "subscribers",
+                "ALTER TABLE jobs ADD COLUMN subscribers TEXT NOT NULL DEFAULT '[]'",
+            ),
+        ] {
+            let present: bool = conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = ?1",
+                [column],
+                |r| r.get(0),
+            )?;
+            if !present {
+                conn.execute_batch(ddl)?;
+            }
         }
     }
     if version < SCHEMA_VERSION {
@@ -256,8 +266,8 @@ fn commit(
             "INSERT OR REPLACE INTO events (session_id, seq, job_id, frame) VALUES (?1, ?2, ?3, ?4)",
         )?;
         let mut job = txn.prepare_cached(
-            "INSERT OR REPLACE INTO jobs (job_id, principal, session_id, agent, status, submitted_at, accepted, ended_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR REPLACE INTO jobs (job_id, principal, session_id, agent, status, submitted_at, accepted, ended_at, subscribers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for (_, w) in batch {
             match w {
@@ -273,7 +283,8 @@ fn commit(
                         j.status,
                         j.submitted_at,
                         j.accepted,
-                        j.ended_at
+                        j.ended_at,
+                        serde_json::to_string(&j.subscribers).unwrap_or_else(|_| "[]".into())
                     ])?;
                 }
                 Write::JobGone(id) => {
@@ -343,7 +354,7 @@ fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 }
 
 /// A row of `SELECT job_id, principal, session_id, agent, status, submitted_at,
-/// accepted, ended_at FROM jobs`.
+/// accepted, ended_at, subscribers FROM jobs`.
 fn job_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(JobRecord {
         job_id: r.get(0)?,
@@ -354,6 +365,8 @@ fn job_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         submitted_at: r.get(5)?,
         accepted: r.get(6)?,
         ended_at: r.get(7)?,
+        // Unreadable lists (never written by this code) count as no subscribers.
+        subscribers: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
     })
 }
 
@@ -449,7 +462,7 @@ impl Store for SqliteStore {
     fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted, ended_at FROM jobs WHERE job_id = ?1",
+            "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted, ended_at, subscribers FROM jobs WHERE job_id = ?1",
         )?;
         Ok(stmt.query_row(params![job_id], job_record).optional()?)
     }
@@ -457,7 +470,7 @@ impl Store for SqliteStore {
     fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted, ended_at FROM jobs ORDER BY job_id",
+            "SELECT job_id, principal, session_id, agent, status, submitted_at, accepted, ended_at, subscribers FROM jobs ORDER BY job_id",
         )?;
         let rows = stmt.query_map([], job_record)?;
         Ok(rows.collect::<Result<_, _>>()?)
