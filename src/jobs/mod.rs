@@ -118,6 +118,9 @@ pub struct Job {
     ended_at: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     /// Why the store stopped recording its events, when it did (it is then stopped).
     store_failure: Mutex<Option<String>>,
+    /// Store tickets of its idempotency key and first record: it runs only once
+    /// both are committed.
+    recorded: Mutex<[crate::store::Ticket; 2]>,
     /// The budget's current remaining amounts (the sandbox updates it).
     budget_view: Arc<std::sync::Mutex<BTreeMap<String, rust_decimal::Decimal>>>,
     cancel: watch::Sender<bool>,
@@ -153,6 +156,7 @@ impl Job {
             credentials: Mutex::new(Vec::new()),
             ended_at: Mutex::new(None),
             store_failure: Mutex::new(None),
+            recorded: Mutex::new([0, 0]),
             cancel,
         };
         (Arc::new(job), cancel_rx)
@@ -372,22 +376,6 @@ impl JobManager {
             jobs: Mutex::new(HashMap::new()),
             idempotency: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Undoes [`Self::register`] and the idempotency claim of a job that could not
-    /// be recorded (and so was never accepted).
-    fn unregister(&self, job: &Job, principal: &str, key: Option<&str>) {
-        if let Ok(mut m) = self.jobs.lock() {
-            m.remove(&job.id);
-        }
-        if let (Some(key), Ok(mut map)) = (key, self.idempotency.lock()) {
-            let slot = (principal.to_owned(), key.to_owned());
-            if map.get(&slot).is_some_and(|e| e.job_id == job.id) {
-                map.remove(&slot);
-                self.store.remove_idempotency(principal, key);
-            }
-        }
-        self.store.remove_job(&job.id);
     }
 
     fn register(&self, job: &Arc<Job>) {
@@ -811,22 +799,12 @@ impl JobManager {
             }
             return self.replay_accepted(&existing_job, outbox, env).await;
         }
-        // Nothing is acknowledged that a restart could lose: the job's record (and its
-        // idempotency key) must be committed before `job.accepted` goes out.
+        // The job's record and key are written before its `job.accepted`, which (like
+        // every sequenced frame) leaves only once committed; the job itself starts
+        // only once they are, and ends with INTERNAL_ERROR if they could not be.
         let job_written = self.store.put_job(job.record());
-        let store = self.store.as_ref();
-        let recorded = match crate::store::committed(store, key_written).await {
-            Ok(()) => crate::store::committed(store, job_written).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = recorded {
-            self.unregister(&job, principal, req.idempotency_key.as_deref());
-            if let Some(m) = minted {
-                self.revoke(m.id, m.handle).await;
-            }
-            return Err(ArcpError::internal(format!(
-                "the runtime cannot record new jobs, so none is accepted: {e}"
-            )));
+        if let Ok(mut w) = job.recorded.lock() {
+            *w = [key_written, job_written];
         }
         let msg = Outbound::new("job.accepted", &accepted)
             .job(&job_id)
@@ -966,6 +944,13 @@ impl JobManager {
         max_runtime: Duration,
         lease_deadline: Option<tokio::time::Instant>,
     ) {
+        let recorded = job.recorded.lock().map(|r| *r).unwrap_or_default();
+        for ticket in recorded {
+            if let Err(e) = crate::store::committed(self.store.as_ref(), ticket).await {
+                let ending = terminal::Ending::StoreFailed(e.to_string());
+                return self.conclude(job, ending).await;
+            }
+        }
         job.set_status(JobStatus::Running);
         let sink: Arc<dyn JobSink> = Arc::new(EventRoute {
             job: job.clone(),

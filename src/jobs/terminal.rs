@@ -79,7 +79,7 @@ pub(super) async fn finish(job: &Job, ending: Ending) -> Outcome {
             error(
                 job,
                 ArcpError::internal(format!(
-                    "the runtime could not record this job's events, so it was stopped: {why}"
+                    "the runtime could not record this job, so it was stopped: {why}"
                 )),
             )
             .await
