@@ -45,6 +45,8 @@ struct Queue {
 
 /// SQLite-backed store.
 pub struct SqliteStore {
+    /// Tells the checkpointer thread to stop when the store goes.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
     path: PathBuf,
     queue: Mutex<Queue>,
     reader: Mutex<Connection>,
@@ -156,6 +158,24 @@ impl SqliteStore {
                 params![chrono::Utc::now().to_rfc3339()],
             )
             .map_err(named)?;
+        // Checkpoints copy the log into the database file and sync it: milliseconds
+        // that would stall every session's frames if the writer did them inline, so
+        // a thread of their own does them (PASSIVE: never blocking the writer).
+        // Once the log has been restarted, its file is cut back to this size.
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")
+            .map_err(named)?;
+        let checkpointer = Connection::open(&path).map_err(named)?;
+        checkpointer
+            .busy_timeout(std::time::Duration::from_secs(2))
+            .map_err(named)?;
+        let wal = dir.join("arcp.db-wal");
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = stopping.clone();
+        std::thread::Builder::new()
+            .name("arcp-store-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, &wal, stop))
+            .map_err(|e| StoreError::Io(format!("starting the store checkpointer: {e}")))?;
         let reader = Connection::open(&path).map_err(named)?;
         let (tx, rx) = mpsc::channel();
         let settled = watch::channel(0).0;
@@ -171,6 +191,7 @@ impl SqliteStore {
             .spawn(move || writer_loop(writer, rx, outcomes))
             .map_err(|e| StoreError::Io(format!("starting the store writer: {e}")))?;
         Ok(SqliteStore {
+            stopping,
             path,
             queue: Mutex::new(Queue { next: 1, tx }),
             reader: Mutex::new(reader),
@@ -202,6 +223,34 @@ impl SqliteStore {
         self.reader
             .lock()
             .map_err(|_| StoreError::Io("store lock poisoned".into()))
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// The log size past which a checkpoint makes the writer start the log over.
+const WAL_RESTART_BYTES: u64 = 64 << 20;
+
+/// Copies the write-ahead log into the database every 100 ms, beside the writer.
+///
+/// A PASSIVE checkpoint never waits for the writer, but under a steady stream of
+/// writes it never catches up with it either, and the log only grows; past
+/// [`WAL_RESTART_BYTES`] a RESTART checkpoint waits for the writer's current
+/// transaction once so that the next one starts the log over.
+fn checkpoint_loop(conn: Connection, wal: &Path, stopping: Arc<std::sync::atomic::AtomicBool>) {
+    while !stopping.load(std::sync::atomic::Ordering::Acquire) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let large = std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_RESTART_BYTES);
+        let mode = if large { "RESTART" } else { "PASSIVE" };
+        let sql = format!("PRAGMA wal_checkpoint({mode})");
+        if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
+            tracing::warn!(error = %e, "store checkpoint failed; will retry");
+        }
     }
 }
 
