@@ -216,6 +216,16 @@ pub struct Limits {
     /// `pool_instances`: component instances the pooling allocator reserves for
     /// (default 1000; 0 disables pooling).
     pub pool_instances: u32,
+    /// `max_sessions_per_principal`: connected sessions one principal may hold at
+    /// once; a `session.hello` past it is refused (default 1024).
+    pub max_sessions_per_principal: usize,
+    /// `max_running_jobs_per_principal`: jobs one principal may have pending or
+    /// running at once; a `job.submit` past it is refused (default 10000).
+    pub max_running_jobs_per_principal: usize,
+    /// `slow_client_timeout_sec`: a client that has read nothing while its queue
+    /// stayed full for this long is disconnected; its jobs go on and it may resume
+    /// (default 30).
+    pub slow_client_timeout_sec: u64,
 }
 
 impl Default for Config {
@@ -254,6 +264,9 @@ impl Default for Limits {
             outbound_queue: 1024,
             max_unacked_events: 10_000,
             pool_instances: 1000,
+            max_sessions_per_principal: 1024,
+            max_running_jobs_per_principal: 10_000,
+            slow_client_timeout_sec: 30,
         }
     }
 }

@@ -159,6 +159,12 @@ impl ArcpError {
         self
     }
 
+    /// Sets the `retryable` flag (the wire flag wins over the code's default).
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
     /// `INVALID_REQUEST` with the given message.
     pub fn invalid(message: impl Into<String>) -> Self {
         ArcpError::new(ErrorCode::InvalidRequest, message)

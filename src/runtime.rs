@@ -172,6 +172,61 @@ impl Runtime {
         }
     }
 
+    /// Registers a new session unless its principal already holds
+    /// `limits.max_sessions_per_principal` connected sessions (checked and
+    /// registered under one lock, so a burst of hellos cannot overshoot).
+    pub(crate) fn admit_session(
+        &self,
+        session: Arc<SessionState>,
+    ) -> Result<(), crate::error::ArcpError> {
+        let mut m = self
+            .sessions
+            .lock()
+            .map_err(|_| crate::error::ArcpError::internal("session table unavailable"))?;
+        self.check_session_cap(&m, &session.principal, None)?;
+        m.insert(session.id.clone(), session);
+        Ok(())
+    }
+
+    /// Whether `principal` may attach one more session (`resuming`: the session
+    /// being re-attached, which does not count against itself).
+    pub(crate) fn may_attach(
+        &self,
+        principal: &str,
+        resuming: &str,
+    ) -> Result<(), crate::error::ArcpError> {
+        let m = self
+            .sessions
+            .lock()
+            .map_err(|_| crate::error::ArcpError::internal("session table unavailable"))?;
+        self.check_session_cap(&m, principal, Some(resuming))
+    }
+
+    fn check_session_cap(
+        &self,
+        sessions: &HashMap<String, Arc<SessionState>>,
+        principal: &str,
+        except: Option<&str>,
+    ) -> Result<(), crate::error::ArcpError> {
+        let cap = self.config.limits.max_sessions_per_principal;
+        let connected = sessions
+            .values()
+            .filter(|s| {
+                s.principal == principal && s.is_attached() && Some(s.id.as_str()) != except
+            })
+            .count();
+        if connected >= cap {
+            return Err(crate::error::ArcpError::new(
+                crate::error::ErrorCode::PermissionDenied,
+                format!("principal {principal:?} already has {connected} connected sessions, the most this runtime allows (limits.max_sessions_per_principal); close one or try later"),
+            )
+            .with_retryable(true)
+            .with_detail("limit", "max_sessions_per_principal")
+            .with_detail("max", cap as u64));
+        }
+        Ok(())
+    }
+
     /// Forgets sessions that have had no connection for longer than the resume
     /// window, here and in the store (their envelopes go, except the history of
     /// jobs they submitted that are still kept). Returns how many went.

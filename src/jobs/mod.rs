@@ -118,6 +118,8 @@ pub struct Job {
     ended_at: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     /// Why the store stopped recording its events, when it did (it is then stopped).
     store_failure: Mutex<Option<String>>,
+    /// Its principal's running-job slot, given back when it ends.
+    slot: Mutex<Option<RunningSlot>>,
     /// Store tickets of its idempotency key and first record: it runs only once
     /// both are committed.
     recorded: Mutex<[crate::store::Ticket; 2]>,
@@ -157,6 +159,7 @@ impl Job {
             ended_at: Mutex::new(None),
             store_failure: Mutex::new(None),
             recorded: Mutex::new([0, 0]),
+            slot: Mutex::new(None),
             cancel,
         };
         (Arc::new(job), cancel_rx)
@@ -340,8 +343,32 @@ impl IdempotencyEntry {
     }
 }
 
+/// Jobs pending or running, per principal (`limits.max_running_jobs_per_principal`).
+type RunningCounts = Arc<Mutex<HashMap<String, usize>>>;
+
+/// One principal's claim on one running-job slot, given back when dropped (when
+/// the job ends, or when a submit that took it starts no job).
+struct RunningSlot {
+    counts: RunningCounts,
+    principal: String,
+}
+
+impl Drop for RunningSlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.counts.lock()
+            && let Some(n) = counts.get_mut(&self.principal)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.principal);
+            }
+        }
+    }
+}
+
 /// All jobs of this runtime.
 pub struct JobManager {
+    running: RunningCounts,
     config: Arc<Config>,
     sandbox: Arc<Sandbox>,
     registry: Arc<Registry>,
@@ -366,6 +393,7 @@ impl JobManager {
         credentials: Option<Arc<dyn Provisioner>>,
     ) -> Self {
         JobManager {
+            running: Arc::default(),
             config,
             sandbox,
             registry,
@@ -599,6 +627,31 @@ impl JobManager {
         revoked
     }
 
+    /// Takes one of `principal`'s running-job slots, or refuses with a retryable
+    /// `PERMISSION_DENIED` naming the limit.
+    fn reserve_slot(&self, principal: &str) -> Result<RunningSlot, ArcpError> {
+        let cap = self.config.limits.max_running_jobs_per_principal;
+        let mut counts = self
+            .running
+            .lock()
+            .map_err(|_| ArcpError::internal("job counts unavailable"))?;
+        let n = counts.entry(principal.to_owned()).or_insert(0);
+        if *n >= cap {
+            return Err(ArcpError::new(
+                ErrorCode::PermissionDenied,
+                format!("principal {principal:?} already has {cap} jobs pending or running, the most this runtime allows (limits.max_running_jobs_per_principal); wait for one to end"),
+            )
+            .with_retryable(true)
+            .with_detail("limit", "max_running_jobs_per_principal")
+            .with_detail("max", cap as u64));
+        }
+        *n += 1;
+        Ok(RunningSlot {
+            counts: self.running.clone(),
+            principal: principal.to_owned(),
+        })
+    }
+
     /// `Ok` when the store can record a new job; otherwise a retryable
     /// `INTERNAL_ERROR` naming why. While the store is failing, every call tries a
     /// small write, so that accepting jobs resumes as soon as writing works again.
@@ -637,6 +690,7 @@ impl JobManager {
     ) -> Result<(), ArcpError> {
         let req: SubmitPayload = env.payload_as()?;
         self.writable().await?;
+        let slot = self.reserve_slot(principal)?;
         let plugin = self.registry.inventory().resolve(&req.agent)?;
         let trace_id = match env.trace_id.as_deref() {
             None => ids::trace_id(),
@@ -733,6 +787,9 @@ impl JobManager {
         );
         if let (Some(m), Ok(mut held)) = (&minted, job.credentials.lock()) {
             held.push((m.id.clone(), m.handle.clone()));
+        }
+        if let Ok(mut held) = job.slot.lock() {
+            *held = Some(slot);
         }
         // Register the job and claim its idempotency key under one lock: a concurrent
         // submit with the same key then finds the job and replays instead of starting
@@ -1019,6 +1076,8 @@ impl JobManager {
             self.store.put_job(job.record());
         }
         job.outcome.send_replace(Some(outcome));
+        // Its principal may start another job.
+        drop(job.slot.lock().ok().and_then(|mut s| s.take()));
         // Credentials die with the job, however it ended (spec §9.8.2).
         let held = job
             .credentials

@@ -9,7 +9,7 @@
 
 mod outbox;
 
-pub use outbox::Outbox;
+pub use outbox::{Link, Outbox};
 
 use crate::error::{ArcpError, ErrorCode};
 use crate::protocol::{
@@ -56,6 +56,14 @@ impl SessionState {
     /// Whether `feature` was negotiated.
     pub fn has(&self, feature: &str) -> bool {
         self.features.iter().any(|f| f == feature)
+    }
+
+    /// Whether a connection is attached.
+    pub fn is_attached(&self) -> bool {
+        self.detached_at
+            .lock()
+            .map(|d| d.is_none())
+            .unwrap_or(false)
     }
 
     /// Whether the session has been without a connection for longer than `window`.
@@ -227,10 +235,19 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
                 resume_token: Mutex::new(String::new()),
                 detached_at: Mutex::new(None),
             });
-            rt.register_session(session.clone());
+            if let Err(err) = rt.admit_session(session.clone()) {
+                send_direct(conn, error_msg(&err, Some(&env.id))).await;
+                let _ = conn
+                    .outbound
+                    .send(FrameOut::Close(1008, "too many sessions".into()))
+                    .await;
+                return None;
+            }
             (session, None)
         }
-        Some(resume) => match check_resume(rt, &principal, resume) {
+        Some(resume) => match check_resume(rt, &principal, resume)
+            .and_then(|s| rt.may_attach(&principal, &s.id).map(|()| s))
+        {
             Ok(session) => (session, Some(resume.last_event_seq)),
             Err(err) => {
                 send_direct(conn, error_msg(&err, Some(&env.id))).await;
@@ -279,14 +296,15 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
         Outbound::new("session.welcome", welcome).session(&session.id),
     )
     .await;
+    let link = Link {
+        frames: conn.outbound.clone(),
+        kill: conn.kill.clone(),
+        slow_after: Duration::from_secs(rt.config.limits.slow_client_timeout_sec.max(1)),
+    };
     match replay_after {
-        None => session.outbox.attach(conn.outbound.clone()).await,
+        None => session.outbox.attach(link).await,
         Some(after) => {
-            if let Err(e) = session
-                .outbox
-                .attach_with_replay(conn.outbound.clone(), after)
-                .await
-            {
+            if let Err(e) = session.outbox.attach_with_replay(link, after).await {
                 let err = ArcpError::internal(format!("replay failed: {e}"));
                 send_direct(conn, error_msg(&err, None)).await;
                 return None;

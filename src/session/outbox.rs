@@ -22,7 +22,7 @@
 
 use crate::protocol::Outbound;
 use crate::store::{Store, StoredEvent, Ticket};
-use crate::transport::FrameOut;
+use crate::transport::{CancellationToken, FrameOut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{Mutex, Notify, mpsc};
@@ -52,18 +52,42 @@ struct Inner {
 /// connection's own queue).
 const FORWARD_QUEUE: usize = 256;
 
-/// Moves frames to `conn` in order, each once the store has settled its ticket.
+/// Where an attached connection's frames go, and how long it may fail to read.
+pub struct Link {
+    /// The connection's bounded outbound queue.
+    pub frames: mpsc::Sender<FrameOut>,
+    /// Drops the connection at once.
+    pub kill: CancellationToken,
+    /// How long the queue may stay full before the client is disconnected.
+    pub slow_after: std::time::Duration,
+}
+
+/// Moves frames to the connection in order, each once the store has settled its
+/// ticket. A client whose queue stays full for `slow_after` (it stopped reading) is
+/// disconnected: its session's jobs go on, their frames are stored, and it can
+/// resume from what it last read.
 async fn forward(
+    session_id: String,
     mut frames: mpsc::Receiver<(Ticket, FrameOut)>,
-    conn: mpsc::Sender<FrameOut>,
+    link: Link,
     mut settled: tokio::sync::watch::Receiver<Ticket>,
 ) {
     while let Some((ticket, frame)) = frames.recv().await {
         if ticket > *settled.borrow() && settled.wait_for(|s| *s >= ticket).await.is_err() {
             return; // The store is gone: the runtime is shutting down.
         }
-        if conn.send(frame).await.is_err() {
-            return;
+        match tokio::time::timeout(link.slow_after, link.frames.send(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::warn!(
+                    session_id,
+                    after_sec = link.slow_after.as_secs(),
+                    "the client has read nothing for too long; disconnecting it (its jobs go on, it may resume)"
+                );
+                link.kill.cancel();
+                return;
+            }
         }
     }
 }
@@ -170,16 +194,17 @@ impl Outbox {
         self.retired.load(Ordering::Acquire)
     }
 
-    /// A forwarder in front of `conn` (see the module docs).
-    fn forwarder(&self, conn: mpsc::Sender<FrameOut>) -> mpsc::Sender<(Ticket, FrameOut)> {
+    /// A forwarder in front of the connection (see the module docs).
+    fn forwarder(&self, link: Link) -> mpsc::Sender<(Ticket, FrameOut)> {
         let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
-        tokio::spawn(forward(rx, conn, self.store.settled()));
+        let id = self.session_id.clone();
+        tokio::spawn(forward(id, rx, link, self.store.settled()));
         tx
     }
 
     /// Attaches a connection; frames go there from now on.
-    pub async fn attach(&self, conn: mpsc::Sender<FrameOut>) {
-        let forwarder = self.forwarder(conn);
+    pub async fn attach(&self, link: Link) {
+        let forwarder = self.forwarder(link);
         self.inner.lock().await.conn = Some(forwarder);
         self.attached.store(true, Ordering::Release);
     }
@@ -189,17 +214,22 @@ impl Outbox {
     /// traffic that follows one gap-free sequence.
     pub async fn attach_with_replay(
         &self,
-        conn: mpsc::Sender<FrameOut>,
+        link: Link,
         after: u64,
     ) -> Result<(), crate::store::StoreError> {
         let mut inner = self.inner.lock().await;
         self.store.flush()?;
         for event in self.store.events_after(&self.session_id, after)? {
-            if conn.send(FrameOut::Frame(event.frame)).await.is_err() {
+            if link
+                .frames
+                .send(FrameOut::Frame(event.frame))
+                .await
+                .is_err()
+            {
                 return Ok(());
             }
         }
-        inner.conn = Some(self.forwarder(conn));
+        inner.conn = Some(self.forwarder(link));
         self.attached.store(true, Ordering::Release);
         Ok(())
     }
@@ -389,7 +419,13 @@ mod tests {
         });
         let outbox = Outbox::new("sess_t".into(), store.clone(), 1 << 20);
         let (tx, mut rx) = mpsc::channel(64);
-        outbox.attach(tx).await;
+        outbox
+            .attach(Link {
+                frames: tx,
+                kill: CancellationToken::new(),
+                slow_after: Duration::from_secs(30),
+            })
+            .await;
         for i in 0..3 {
             outbox.send(event(i)).await; // returns without waiting for the store
         }

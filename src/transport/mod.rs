@@ -8,6 +8,7 @@ pub mod stdio;
 pub mod websocket;
 
 use tokio::sync::mpsc;
+pub use tokio_util::sync::CancellationToken;
 
 /// What a transport delivers to the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,9 @@ pub struct Connection {
     pub outbound: mpsc::Sender<FrameOut>,
     /// Where the peer is, for logs.
     pub peer: String,
+    /// Cancelling it drops the connection at once, queued frames and all (for a
+    /// peer that stopped reading, whose queue a close frame could not get through).
+    pub kill: CancellationToken,
 }
 
 impl Connection {
@@ -50,6 +54,7 @@ impl Connection {
                 inbound: in_rx,
                 outbound: out_tx,
                 peer: "in-process".into(),
+                kill: CancellationToken::new(),
             },
             in_tx,
             out_rx,

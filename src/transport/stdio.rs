@@ -1,7 +1,7 @@
 //! stdio transport: one envelope per `\n`-terminated line on stdin and stdout. Logs
 //! go to stderr. A line over the limit is answered as garbage and skipped.
 
-use super::{Connection, FrameIn, FrameOut};
+use super::{CancellationToken, Connection, FrameIn, FrameOut};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -11,8 +11,10 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
     let (in_tx, in_rx) = mpsc::channel::<FrameIn>(64);
     let (out_tx, mut out_rx) = mpsc::channel::<FrameOut>(outbound_queue);
+    let kill = CancellationToken::new();
+    let (read_kill, write_kill) = (kill.clone(), kill.clone());
 
-    tokio::spawn(async move {
+    let reader = async move {
         let mut lines = FramedRead::new(
             tokio::io::stdin(),
             LinesCodec::new_with_max_length(max_line),
@@ -36,9 +38,15 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
                 break;
             }
         }
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            () = reader => {}
+            () = read_kill.cancelled() => {}
+        }
     });
 
-    tokio::spawn(async move {
+    let writer = async move {
         // Buffered, flushed whenever the queue runs dry: bursts of events cost one
         // write, a lone frame is still sent at once.
         let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
@@ -60,11 +68,18 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
                 return;
             }
         }
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            () = writer => {}
+            () = write_kill.cancelled() => {}
+        }
     });
 
     Connection {
         inbound: in_rx,
         outbound: out_tx,
         peer: "stdio".into(),
+        kill,
     }
 }

@@ -2,7 +2,7 @@
 //! JSON. FrameIn messages above the configured limit close the connection with 1009
 //! and a reason; outbound frames are never above 1 MiB (the session guarantees it).
 
-use super::{Connection, FrameIn, FrameOut};
+use super::{CancellationToken, Connection, FrameIn, FrameOut};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -85,7 +85,9 @@ async fn accept(
     // Reader: frames in until the peer leaves or breaks a rule. A frame over the
     // limit is answered by the writer with close 1009.
     let close_tx = out_tx.clone();
-    tokio::spawn(async move {
+    let kill = CancellationToken::new();
+    let (read_kill, write_kill) = (kill.clone(), kill.clone());
+    let reader = async move {
         while let Some(msg) = stream.next().await {
             let inbound = match msg {
                 Ok(Message::Text(t)) => FrameIn::Frame(t.as_str().to_owned()),
@@ -109,12 +111,18 @@ async fn accept(
                 break;
             }
         }
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            () = reader => {}
+            () = read_kill.cancelled() => {}
+        }
     });
 
     // Writer: frames out until the session drops its sender or asks to close. Frames
     // already queued are written together and flushed once: one syscall for a burst
     // of events instead of one per frame.
-    tokio::spawn(async move {
+    let writer = async move {
         'conn: while let Some(first) = out_rx.recv().await {
             let mut next = Some(first);
             while let Some(out) = next.take() {
@@ -140,11 +148,19 @@ async fn accept(
             }
         }
         let _ = sink.close().await;
+    };
+    tokio::spawn(async move {
+        // Killed: the sink is dropped with whatever it still held.
+        tokio::select! {
+            () = writer => {}
+            () = write_kill.cancelled() => {}
+        }
     });
 
     Ok(Connection {
         inbound: in_rx,
         outbound: out_tx,
         peer: peer.to_string(),
+        kill,
     })
 }
