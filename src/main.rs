@@ -33,6 +33,15 @@ enum Command {
     Run(RunArgs),
     /// Measure plugin loading, instantiation, round trips and cancel latency.
     Bench(BenchArgs),
+    /// Say whether plugin files would load, and if not, why (exit status 1).
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Plugin files (`NAME@VERSION.wasm`).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -171,6 +180,7 @@ fn main() -> anyhow::Result<()> {
             Command::Agents(args) => agents(args).await,
             Command::Run(args) => run(args).await,
             Command::Bench(args) => bench(args).await,
+            Command::Check(args) => check(args),
         }
     })
 }
@@ -275,6 +285,52 @@ async fn agents(args: CommonArgs) -> anyhow::Result<()> {
     }
     for e in runtime.registry.errors() {
         println!("FAILED {}: {}", e.path.display(), e.reason);
+    }
+    Ok(())
+}
+
+/// Runs the plugin folder's checks on each file and says what it found.
+fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let cfg = Config::default();
+    let sandbox = arcp_host::sandbox::Sandbox::new(arcp_host::sandbox::SandboxConfig {
+        epoch_tick: std::time::Duration::from_millis(cfg.limits.epoch_tick_ms),
+        job_memory_bytes: cfg.job_memory_bytes(),
+        pool_instances: 0,
+        max_result_bytes: cfg.limits.max_result_mib.saturating_mul(1 << 20),
+    })?;
+    let mut failed = 0;
+    for file in &args.files {
+        match arcp_host::plugins::check_file(&sandbox, file) {
+            Ok(report) => {
+                let name = report.reference.clone().unwrap_or_else(|| {
+                    "(file name is not NAME@VERSION.wasm: the plugin folder would skip it)".into()
+                });
+                let wit = report
+                    .wit_versions
+                    .iter()
+                    .map(|v| format!("arcp:agent@{v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                println!("ok      {}: {name}", file.display());
+                println!("        built against {wit}");
+                println!("        imports {}", report.imports.join(", "));
+                println!("        exports {}", report.exports.join(", "));
+                if report.has_manifest {
+                    println!("        sidecar manifest: yes");
+                }
+                if report.reference.is_none() {
+                    failed += 1;
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAILED  {}: {e:#}", file.display());
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} files would not load", args.files.len());
+        std::process::exit(1);
     }
     Ok(())
 }

@@ -230,3 +230,79 @@ fn serve_refuses_to_start_on_a_corrupt_or_unusable_store_and_names_the_file() {
         assert!(stderr.contains(&named), "names {named}: {stderr}");
     }
 }
+
+#[test]
+fn check_says_whether_a_file_would_load_and_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let cases = [
+        (
+            write("garbage@1.0.0.wasm", b"not wasm at all"),
+            "bad magic number",
+        ),
+        (
+            write("core@1.0.0.wasm", &wat::parse_str("(module)").unwrap()),
+            "core WebAssembly module, not a component",
+        ),
+        (
+            write(
+                "importer@1.0.0.wasm",
+                &wat::parse_str(
+                    r#"(component (import "acme:secret/vault@1.0.0" (instance (export "open" (func)))))"#,
+                )
+                .unwrap(),
+            ),
+            "acme:secret/vault",
+        ),
+        (
+            write(
+                "future@1.0.0.wasm",
+                &wat::parse_str(
+                    r#"(component (import "arcp:agent/events@9.0.0" (instance (export "log" (func)))))"#,
+                )
+                .unwrap(),
+            ),
+            "built against arcp:agent@9.0.0; this host accepts arcp:agent@1.0.0, arcp:agent@1.1.0",
+        ),
+        (
+            write("empty@1.0.0.wasm", &wat::parse_str("(component)").unwrap()),
+            "run",
+        ),
+    ];
+    for (file, why) in &cases {
+        let out = arcp_host().arg("check").arg(file).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{stdout}");
+        assert!(stdout.starts_with("FAILED"), "{stdout}");
+        assert!(
+            stdout.contains(why),
+            "{file:?}: expected {why:?} in {stdout}"
+        );
+    }
+    // Good files, including one built against the older 1.0.0 package.
+    let out = arcp_host()
+        .arg("check")
+        .arg(bundled_plugins().join("echo@1.0.0.wasm"))
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/plugins/legacy-echo@1.0.0.wasm"),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("ok      "), "{stdout}");
+    assert!(
+        stdout.contains("built against arcp:agent@1.1.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("built against arcp:agent@1.0.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("exports run"), "{stdout}");
+}

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use wasmtime::component::Component;
 
 /// Largest plugin file the registry will read.
 pub const MAX_PLUGIN_BYTES: u64 = 256 << 20;
@@ -128,6 +129,109 @@ impl Inventory {
                 )
             })
     }
+}
+
+fn check_size(size: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        size <= MAX_PLUGIN_BYTES,
+        "file is {size} bytes, over the {MAX_PLUGIN_BYTES}-byte limit"
+    );
+    Ok(())
+}
+
+fn check_header(bytes: &[u8]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        bytes.starts_with(b"\0asm"),
+        "not a WebAssembly file (bad magic number)"
+    );
+    anyhow::ensure!(
+        bytes.get(4..8) != Some(&[1, 0, 0, 0]),
+        "a core WebAssembly module, not a component: build it as a component (wasm32-wasip2, or `wasm-tools component new`)"
+    );
+    Ok(())
+}
+
+/// The `arcp:agent` package versions a component imports (e.g. `1.1.0`).
+fn arcp_versions(sandbox: &Sandbox, component: &Component) -> Vec<String> {
+    let mut versions: Vec<String> = component
+        .component_type()
+        .imports(sandbox.engine())
+        .filter_map(|(name, _)| name.strip_prefix("arcp:agent/"))
+        .filter_map(|rest| rest.split_once('@').map(|(_, v)| v.to_owned()))
+        .collect();
+    versions.sort();
+    versions.dedup();
+    versions
+}
+
+/// Refuses a component built against an `arcp:agent` version this host does not
+/// accept, naming the versions it does (clearer than the unresolved import).
+fn check_wit_version(sandbox: &Sandbox, component: &Component) -> anyhow::Result<()> {
+    for version in arcp_versions(sandbox, component) {
+        let package = format!("arcp:agent@{version}");
+        anyhow::ensure!(
+            crate::sandbox::ACCEPTED_WIT_VERSIONS.contains(&package.as_str()),
+            "built against {package}; this host accepts {}",
+            crate::sandbox::ACCEPTED_WIT_VERSIONS.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// What `arcp-host check` found in a plugin file that would load.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// `name@version` from the file name, when it follows the folder's convention.
+    pub reference: Option<String>,
+    /// The `arcp:agent` versions it is built against.
+    pub wit_versions: Vec<String>,
+    /// Every import, by name.
+    pub imports: Vec<String>,
+    /// Every export, by name.
+    pub exports: Vec<String>,
+    /// Whether a sidecar manifest sits beside it (and parses).
+    pub has_manifest: bool,
+}
+
+/// Runs every check the plugin folder applies to one file (size, WebAssembly
+/// component rather than core module, compilation, the WIT package version, every
+/// import provided by this host, the `run` export, a sidecar manifest that parses),
+/// without touching the compiled-code cache. The error says why it would not load.
+pub fn check_file(sandbox: &Sandbox, path: &Path) -> anyhow::Result<CheckReport> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    check_size(size)?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    check_header(&bytes)?;
+    let (component, _) = sandbox
+        .load_component(&bytes, None, Flavor::Plain)
+        .context("compiling component")?;
+    check_wit_version(sandbox, &component)?;
+    sandbox
+        .prepare(&component, Flavor::Plain)
+        .context("validating component")?;
+    let manifest = Manifest::for_plugin(path)?;
+    let ty = component.component_type();
+    let reference = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|stem| stem.split_once('@'))
+        .filter(|(name, version)| valid_name(name) && valid_version(version))
+        .map(|(name, version)| format!("{name}@{version}"));
+    Ok(CheckReport {
+        reference,
+        wit_versions: arcp_versions(sandbox, &component),
+        imports: ty
+            .imports(sandbox.engine())
+            .map(|(n, _)| n.to_owned())
+            .collect(),
+        exports: ty
+            .exports(sandbox.engine())
+            .map(|(n, _)| n.to_owned())
+            .collect(),
+        has_manifest: manifest != Manifest::default(),
+    })
 }
 
 /// Checks an agent reference against the spec grammar (§7.5):
@@ -320,10 +424,7 @@ impl Registry {
     ) -> anyhow::Result<Arc<Plugin>> {
         let started = Instant::now();
         let size = std::fs::metadata(path)?.len();
-        anyhow::ensure!(
-            size <= MAX_PLUGIN_BYTES,
-            "file is {size} bytes, over the {MAX_PLUGIN_BYTES}-byte limit"
-        );
+        check_size(size)?;
         let bytes = std::fs::read(path)?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let manifest = Manifest::for_plugin(path)?;
@@ -333,18 +434,12 @@ impl Registry {
         {
             return Ok(prev.clone());
         }
-        anyhow::ensure!(
-            bytes.starts_with(b"\0asm"),
-            "not a WebAssembly file (bad magic number)"
-        );
-        anyhow::ensure!(
-            bytes.get(4..8) != Some(&[1, 0, 0, 0]),
-            "a core WebAssembly module, not a component: build it as a component (wasm32-wasip2, or `wasm-tools component new`)"
-        );
+        check_header(&bytes)?;
         let (component, from_cache) = self
             .sandbox
             .load_component(&bytes, self.cache_dir.as_deref(), Flavor::Plain)
             .context("compiling component")?;
+        check_wit_version(&self.sandbox, &component)?;
         let agent = self
             .sandbox
             .prepare(&component, Flavor::Plain)
