@@ -7,6 +7,7 @@
 //! of agents from the plugin folder. [`runtime`] wires them together.
 
 pub mod bench;
+pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod error;

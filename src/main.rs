@@ -35,6 +35,83 @@ enum Command {
     Bench(BenchArgs),
     /// Say whether plugin files would load, and if not, why (exit status 1).
     Check(CheckArgs),
+    /// Submit a job to a running runtime and print its events as they arrive
+    /// (Ctrl-C cancels it).
+    Submit(SubmitArgs),
+    /// List jobs on a running runtime.
+    Jobs(JobsArgs),
+    /// Print a job's events, from its first, until it ends.
+    Tail(TailArgs),
+    /// Cancel a job (only its submitting session may: give its id and resume token).
+    Cancel(CancelArgs),
+}
+
+/// Where the runtime is and who we are.
+#[derive(Args)]
+struct ClientArgs {
+    /// The runtime's WebSocket URL.
+    #[arg(long, env = "ARCP_URL", default_value = "ws://127.0.0.1:7777/arcp")]
+    url: String,
+    /// Bearer token.
+    #[arg(long, env = "ARCP_TOKEN")]
+    token: String,
+    /// JSON lines on stdout (one envelope each) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// `name` or `name@version`.
+    agent: String,
+    /// The input: JSON text, or `@FILE` holding it.
+    #[arg(long, default_value = "null")]
+    input: String,
+    /// A lease request, as a JSON object (`{"fs.read": ["/docs/**"]}`).
+    #[arg(long)]
+    lease: Option<String>,
+    /// `max_runtime_sec`.
+    #[arg(long)]
+    max_runtime: Option<u64>,
+    /// Write a streamed result to this file instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct JobsArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Only jobs in this status (repeatable).
+    #[arg(long)]
+    status: Vec<String>,
+    /// Only jobs of this agent (`name` or `name@version`).
+    #[arg(long)]
+    agent: Option<String>,
+}
+
+#[derive(Args)]
+struct TailArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The job.
+    job: String,
+}
+
+#[derive(Args)]
+struct CancelArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The job.
+    job: String,
+    /// The submitting session (printed by `submit`).
+    #[arg(long)]
+    session: Option<String>,
+    /// That session's resume token (printed by `submit`).
+    #[arg(long)]
+    resume_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -181,6 +258,10 @@ fn main() -> anyhow::Result<()> {
             Command::Run(args) => run(args).await,
             Command::Bench(args) => bench(args).await,
             Command::Check(args) => check(args),
+            Command::Submit(args) => submit(args).await,
+            Command::Jobs(args) => jobs(args).await,
+            Command::Tail(args) => tail(args).await,
+            Command::Cancel(args) => cancel(args).await,
         }
     })
 }
@@ -285,6 +366,199 @@ async fn agents(args: CommonArgs) -> anyhow::Result<()> {
     }
     for e in runtime.registry.errors() {
         println!("FAILED {}: {}", e.path.display(), e.reason);
+    }
+    Ok(())
+}
+
+/// Prints one envelope: a JSON line on stdout with `--json`, else a text line on
+/// stderr (stdout is kept for the result).
+fn show(json: bool, env: &Value) {
+    if json {
+        println!("{env}");
+    } else {
+        eprintln!("{}", arcp_host::client::human_line(env));
+    }
+}
+
+/// The exit status for a terminal message: 0 for success.
+fn exit_for(terminal: &Value) -> anyhow::Result<()> {
+    if terminal["type"] == "job.result" && terminal["payload"]["final_status"] == "success" {
+        return Ok(());
+    }
+    std::process::exit(1);
+}
+
+async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let input_text = match args.input.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?,
+        None => args.input.clone(),
+    };
+    let input: Value = serde_json::from_str(&input_text).context("--input is not JSON")?;
+    let mut payload = serde_json::json!({"agent": args.agent, "input": input});
+    if let Some(lease) = &args.lease {
+        payload["lease_request"] = serde_json::from_str(lease).context("--lease is not JSON")?;
+    }
+    if let Some(s) = args.max_runtime {
+        payload["max_runtime_sec"] = s.into();
+    }
+    let c = &args.client;
+    let mut client = arcp_host::client::Client::connect(&c.url, &c.token, None).await?;
+    let id = client.send("job.submit", payload, None).await?;
+    let accepted = client.reply(&id, "job.accepted").await?;
+    let job_id = accepted["payload"]["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    show(c.json, &accepted);
+    if !c.json {
+        eprintln!(
+            "(to cancel from elsewhere: arcp-host cancel {job_id} --session {} --resume-token {})",
+            client.session_id(),
+            client.welcome["resume_token"].as_str().unwrap_or_default()
+        );
+    }
+    let mut sink: Box<dyn std::io::Write> = match &args.output {
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut cancelled = false;
+    loop {
+        let env = tokio::select! {
+            env = client.next() => env?,
+            _ = tokio::signal::ctrl_c(), if !cancelled => {
+                cancelled = true;
+                eprintln!("cancelling {job_id}…");
+                client.send("job.cancel", serde_json::json!({"reason": "interrupted"}), Some(&job_id)).await?;
+                continue;
+            }
+        };
+        if env["job_id"] != job_id.as_str() {
+            continue;
+        }
+        let body = &env["payload"]["body"];
+        if !c.json && env["payload"]["kind"] == "result_chunk" {
+            let data = body["data"].as_str().unwrap_or_default();
+            let bytes = if body["encoding"] == "base64" {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .context("a result chunk is not base64")?
+            } else {
+                data.as_bytes().to_vec()
+            };
+            sink.write_all(&bytes)?;
+            continue;
+        }
+        show(c.json, &env);
+        if arcp_host::client::is_terminal(&env) {
+            if !c.json
+                && let Some(result) = env["payload"].get("result")
+            {
+                writeln!(sink, "{}", serde_json::to_string_pretty(result)?)?;
+            }
+            sink.flush()?;
+            return exit_for(&env);
+        }
+    }
+}
+
+async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
+    let c = &args.client;
+    let mut client = arcp_host::client::Client::connect(&c.url, &c.token, None).await?;
+    let mut filter = serde_json::json!({});
+    if !args.status.is_empty() {
+        filter["status"] = args.status.clone().into();
+    }
+    if let Some(agent) = &args.agent {
+        filter["agent"] = agent.clone().into();
+    }
+    let jobs = client.list_jobs(filter).await?;
+    if c.json {
+        for job in &jobs {
+            println!("{job}");
+        }
+        return Ok(());
+    }
+    println!("{:<32} {:<20} {:<10} SUBMITTED", "JOB", "AGENT", "STATUS");
+    for job in &jobs {
+        let field = |k: &str| job[k].as_str().unwrap_or("-").to_owned();
+        println!(
+            "{:<32} {:<20} {:<10} {}",
+            field("job_id"),
+            field("agent"),
+            field("status"),
+            field("submitted_at")
+        );
+    }
+    Ok(())
+}
+
+async fn tail(args: TailArgs) -> anyhow::Result<()> {
+    let c = &args.client;
+    let mut client = arcp_host::client::Client::connect(&c.url, &c.token, None).await?;
+    let id = client
+        .send(
+            "job.subscribe",
+            serde_json::json!({"job_id": args.job, "history": true}),
+            None,
+        )
+        .await?;
+    let subscribed = client.reply(&id, "job.subscribed").await?;
+    show(c.json, &subscribed);
+    loop {
+        let env = client.next().await?;
+        if env["job_id"] != args.job.as_str() {
+            continue;
+        }
+        show(c.json, &env);
+        if arcp_host::client::is_terminal(&env) {
+            return exit_for(&env);
+        }
+    }
+}
+
+async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
+    let c = &args.client;
+    let resume = match (&args.session, &args.resume_token) {
+        (Some(session_id), Some(token)) => Some(arcp_host::client::Resume {
+            session_id: session_id.clone(),
+            resume_token: token.clone(),
+            last_event_seq: 0,
+        }),
+        (None, None) => None,
+        _ => anyhow::bail!("--session and --resume-token go together"),
+    };
+    let mut client = arcp_host::client::Client::connect(&c.url, &c.token, resume).await?;
+    let id = client
+        .send(
+            "job.cancel",
+            serde_json::json!({"reason": "arcp-host cancel"}),
+            Some(&args.job),
+        )
+        .await?;
+    // A job that already ended is acknowledged with nothing: ask for its state.
+    let answer = tokio::select! {
+        a = client.reply(&id, "job.cancelled") => a,
+        () = tokio::time::sleep(std::time::Duration::from_secs(2)) => Ok(serde_json::Value::Null),
+    };
+    match answer {
+        Ok(env) if !env.is_null() => show(c.json, &env),
+        Ok(_) => eprintln!("{}: nothing to cancel (already ended?)", args.job),
+        Err(e) if args.session.is_none() => {
+            anyhow::bail!(
+                "{e}\n(only the submitting session may cancel a job: pass --session and --resume-token as printed by `arcp-host submit`)"
+            )
+        }
+        Err(e) => return Err(e),
+    }
+    if args.session.is_some() && !c.json {
+        eprintln!(
+            "(the session's resume token is now {})",
+            client.welcome["resume_token"].as_str().unwrap_or_default()
+        );
     }
     Ok(())
 }

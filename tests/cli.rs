@@ -306,3 +306,181 @@ fn check_says_whether_a_file_would_load_and_why_not() {
     );
     assert!(stdout.contains("exports run"), "{stdout}");
 }
+
+/// `arcp-host` as a client of the host at `url`, token TOKEN.
+fn client_cmd(host: &common::Host, args: &[&str]) -> Command {
+    let mut cmd = arcp_host();
+    cmd.args(args)
+        .env("ARCP_URL", &host.url)
+        .env("ARCP_TOKEN", common::TOKEN);
+    cmd
+}
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn submit_jobs_and_tail_against_a_running_host() {
+    let host = common::Host::start(&bundled_plugins(), &[]);
+    // submit: events as JSON lines, exit 0 on success.
+    let out = client_cmd(
+        &host,
+        &["submit", "echo", "--input", r#"{"a":1}"#, "--json"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.first().unwrap()["type"], "job.accepted");
+    let end = lines.last().unwrap();
+    assert_eq!(end["payload"]["result"]["echoed"], json!({"a": 1}));
+    let job_id = end["job_id"].as_str().unwrap().to_owned();
+
+    // A streamed result goes to --output; the input may come from a file.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, r#"{"chunks": 3, "chunk_size": 10}"#).unwrap();
+    let file = dir.path().join("result.txt");
+    let out = client_cmd(&host, &["submit", "streamer", "--input"])
+        .arg(format!("@{}", input.display()))
+        .arg("--output")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "000000abcd000001abcd000002abcd"
+    );
+
+    // A job that does not succeed exits 1.
+    let out = client_cmd(
+        &host,
+        &[
+            "submit",
+            "sleeper",
+            "--input",
+            r#"{"seconds": 30}"#,
+            "--max-runtime",
+            "1",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed_out"));
+
+    // jobs: filters by agent.
+    let out = client_cmd(&host, &["jobs", "--agent", "echo", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = json_lines(&out.stdout);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["job_id"], job_id.as_str());
+
+    // tail: the finished job's history, then its end.
+    let out = client_cmd(&host, &["tail", &job_id, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.first().unwrap()["type"], "job.subscribed");
+    assert_eq!(
+        lines.last().unwrap()["payload"]["result"]["echoed"],
+        json!({"a": 1})
+    );
+}
+
+#[tokio::test]
+async fn cancel_needs_the_submitting_session_and_ctrl_c_cancels_a_submit() {
+    let host = common::Host::start(&bundled_plugins(), &[]);
+    // A job submitted by a session that then went away.
+    let mut c = common::Client::connect(&host.url, common::TOKEN).await;
+    let accepted = c
+        .submit(json!({"agent": "sleeper", "input": {"seconds": 60}}))
+        .await;
+    let job_id = accepted["job_id"].as_str().unwrap().to_owned();
+    let (sid, token) = (
+        c.session_id.clone(),
+        c.welcome["payload"]["resume_token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    drop(c);
+    // Another session may not cancel it, and is told how to.
+    let out = client_cmd(&host, &["cancel", &job_id]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("PERMISSION_DENIED"), "{stderr}");
+    assert!(stderr.contains("--resume-token"), "{stderr}");
+    // Its own session, resumed, may.
+    let out = client_cmd(
+        &host,
+        &[
+            "cancel",
+            &job_id,
+            "--session",
+            &sid,
+            "--resume-token",
+            &token,
+            "--json",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_lines(&out.stdout)[0]["type"], "job.cancelled");
+
+    // Ctrl-C during `submit` cancels the job and exits 1.
+    let mut submit = client_cmd(
+        &host,
+        &[
+            "submit",
+            "sleeper",
+            "--input",
+            r#"{"seconds": 60}"#,
+            "--json",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdout = BufReader::new(submit.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("job.accepted"), "{first}");
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(submit.id() as libc::pid_t, libc::SIGINT) };
+    let status = submit.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let rest: Vec<String> = stdout.lines().map_while(Result::ok).collect();
+    let end: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    assert_eq!(end["payload"]["final_status"], "cancelled", "{rest:?}");
+}
