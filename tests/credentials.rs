@@ -119,6 +119,16 @@ async fn a_credential_is_minted_shown_to_the_submitter_only_and_revoked_at_the_e
     }
     c.until_terminal().await;
     wait_for(&seen, "tok-1").await;
+    // Regression: the secret was stored with the job's accepted payload. Only the
+    // revocation handle may reach the disk.
+    for file in ["arcp.db", "arcp.db-wal"] {
+        let bytes = std::fs::read(host.data.path().join(file)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("sk-virt-1"),
+            "the credential's secret is in {file}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -220,6 +220,15 @@ impl Job {
         }
     }
 
+    /// The accepted payload as stored: without provisioned credentials, whose
+    /// secrets must never reach the disk (only their revocation handles are kept).
+    fn accepted_to_keep(&self) -> AcceptedPayload {
+        AcceptedPayload {
+            credentials: Vec::new(),
+            ..self.accepted.clone()
+        }
+    }
+
     fn record(&self) -> JobRecord {
         JobRecord {
             job_id: self.id.clone(),
@@ -234,7 +243,7 @@ impl Job {
                 .lock()
                 .map(|s| s.clone())
                 .unwrap_or_default(),
-            accepted: serde_json::to_string(&self.accepted).unwrap_or_default(),
+            accepted: serde_json::to_string(&self.accepted_to_keep()).unwrap_or_default(),
         }
     }
 
@@ -866,7 +875,8 @@ impl JobManager {
         let msg = Outbound::new("job.accepted", &accepted)
             .job(&job_id)
             .trace(Some(&trace_id));
-        outbox.send(msg).await;
+        // Unsequenced, so not stored itself: it waits for the job's record instead.
+        outbox.send_after(msg, job_written).await;
 
         self.launch(
             job,

@@ -220,13 +220,24 @@ impl Outbox {
         let mut inner = self.inner.lock().await;
         self.store.flush()?;
         for event in self.store.events_after(&self.session_id, after)? {
-            if link
-                .frames
-                .send(FrameOut::Frame(event.frame))
-                .await
-                .is_err()
-            {
-                return Ok(());
+            // A client that stops reading during its replay is cut off like one
+            // that stops reading later: the lock must not be held for ever.
+            let sent = tokio::time::timeout(
+                link.slow_after,
+                link.frames.send(FrameOut::Frame(event.frame)),
+            )
+            .await;
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => {
+                    tracing::warn!(
+                        session_id = %self.session_id,
+                        "the client stopped reading its resume replay; disconnecting it"
+                    );
+                    link.kill.cancel();
+                    return Ok(());
+                }
             }
         }
         inner.conn = Some(self.forwarder(link));
@@ -243,7 +254,14 @@ impl Outbox {
 
     /// Sends a message. Sequenced types get the next `event_seq` and are stored
     /// first; the returned number is that seq (0 for unsequenced messages).
-    pub async fn send(&self, mut msg: Outbound) -> u64 {
+    pub async fn send(&self, msg: Outbound) -> u64 {
+        self.send_after(msg, 0).await
+    }
+
+    /// Like [`Self::send`], and the frame also waits for store write `after` (an
+    /// unsequenced acknowledgement waiting for what it acknowledges, such as
+    /// `job.accepted` for the job's record).
+    pub async fn send_after(&self, mut msg: Outbound, after: Ticket) -> u64 {
         msg.session_id = Some(self.session_id.clone());
         let mut inner = self.inner.lock().await;
         let mut seq = 0;
@@ -254,7 +272,7 @@ impl Outbox {
             self.last_seq.store(seq, Ordering::Release);
         }
         let text = msg.encode();
-        let mut ticket = 0;
+        let mut ticket = after;
         if seq > 0 {
             ticket = self.store.append_event(StoredEvent {
                 session_id: self.session_id.clone(),
@@ -406,6 +424,33 @@ mod tests {
             }
             _ => panic!("expected a frame"),
         }
+    }
+
+    /// Regression: `job.accepted` is unsequenced, so it was sent before the job's
+    /// record was committed, and a crash right after could lose an acknowledged job.
+    #[tokio::test]
+    async fn an_acknowledgement_waits_for_the_write_it_acknowledges() {
+        let store = Arc::new(GatedStore {
+            inner: MemoryStore::new(),
+            next: AtomicU64::new(0),
+            settled: watch::channel(0).0,
+        });
+        let outbox = Outbox::new("sess_t".into(), store.clone(), 1 << 20);
+        let (tx, mut rx) = mpsc::channel(64);
+        outbox
+            .attach(Link {
+                frames: tx,
+                kill: CancellationToken::new(),
+                slow_after: Duration::from_secs(30),
+            })
+            .await;
+        let record = store.put_job(crate::store::conformance::job("job_t", "pending"));
+        let accepted = Outbound::new("job.accepted", serde_json::json!({"job_id": "job_t"}));
+        assert_eq!(outbox.send_after(accepted, record).await, 0, "unsequenced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(rx.try_recv().is_err(), "not before the record is committed");
+        store.settled.send_replace(record);
+        assert!(matches!(rx.recv().await, Some(FrameOut::Frame(t)) if t.contains("job.accepted")));
     }
 
     /// Write-before-send: a sequenced frame reaches the connection only once the
