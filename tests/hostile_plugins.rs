@@ -272,7 +272,7 @@ async fn invalid_utf8_in_a_utf8_result_chunk_is_refused_with_invalid_request() {
 }
 
 #[tokio::test]
-#[ignore = "host bug: an inline result over limits.max_result_mib is streamed by the host anyway (job.result success) instead of refused"]
+// Regression: an inline result over the cap used to be streamed by the host anyway.
 async fn an_inline_result_far_over_the_result_cap_is_refused() {
     let dir = folder();
     let (_cfg_dir, cfg) = config("[limits]\nmax_result_mib = 1\n");

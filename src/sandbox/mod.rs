@@ -289,6 +289,17 @@ impl Sandbox {
             return RunOutcome::InstantiationFailed(format!("setting fuel: {e}"));
         }
         let mut outcome = Self::call(&mut store, agent, &spec.info, &spec.input_json).await;
+        // The cap holds for a result returned whole as for one streamed: the host
+        // would otherwise stream an oversized returned result itself.
+        if let RunOutcome::Success { output, .. } = &outcome
+            && output.len() as u64 > self.config.max_result_bytes
+        {
+            outcome = RunOutcome::Trapped(format!(
+                "the plugin's result is {} bytes, over this runtime's result cap of {} MiB",
+                output.len(),
+                self.config.max_result_bytes >> 20
+            ));
+        }
         if store
             .data()
             .authority
