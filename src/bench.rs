@@ -259,6 +259,7 @@ pub async fn serve_in_process(runtime: Arc<Runtime>) -> anyhow::Result<String> {
     let settings = crate::transport::websocket::WsSettings {
         max_inbound_frame: runtime.config.limits.max_inbound_frame_kib * 1024,
         outbound_queue: runtime.config.limits.outbound_queue,
+        metrics: None,
     };
     tokio::spawn(crate::transport::websocket::serve(
         listener,

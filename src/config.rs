@@ -20,6 +20,9 @@ pub struct Config {
     pub data: PathBuf,
     /// `in_memory`: keep events and jobs in memory only (default false).
     pub in_memory: bool,
+    /// `metrics`: serve Prometheus metrics at `GET /metrics` on the WebSocket port,
+    /// without authentication (default true).
+    pub metrics: bool,
     /// `[tokens]`: bearer token → principal.
     pub tokens: BTreeMap<String, String>,
     /// `observers`: principals that may list and subscribe to every principal's jobs
@@ -235,6 +238,7 @@ impl Default for Config {
             plugins: PathBuf::from("plugins"),
             data: PathBuf::from("data"),
             in_memory: false,
+            metrics: true,
             tokens: BTreeMap::new(),
             observers: Vec::new(),
             heartbeat_interval_sec: 30,

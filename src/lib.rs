@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod error;
 pub mod jobs;
 pub mod lease;
+pub mod metrics;
 pub mod plugins;
 pub mod protocol;
 pub mod runtime;

@@ -305,6 +305,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = transport::websocket::WsSettings {
         max_inbound_frame: runtime.config.limits.max_inbound_frame_kib * 1024,
         outbound_queue: runtime.config.limits.outbound_queue,
+        metrics: runtime.config.metrics.then(|| {
+            let weak = Arc::downgrade(&runtime);
+            let text: transport::websocket::MetricsText = Arc::new(move || {
+                weak.upgrade()
+                    .map(|rt| rt.render_metrics())
+                    .unwrap_or_default()
+            });
+            text
+        }),
     };
     let rt = runtime.clone();
     tokio::select! {

@@ -334,6 +334,32 @@ impl Runtime {
         });
     }
 
+    /// The metrics in Prometheus text format, with the current-state gauges read
+    /// now (served at `GET /metrics`).
+    pub fn render_metrics(&self) -> String {
+        let m = self.jobs.metrics();
+        m.jobs.clear();
+        for ((agent, state), n) in self.jobs.counts() {
+            let labels = crate::metrics::JobLabels {
+                agent,
+                state: state.into(),
+            };
+            m.jobs.get_or_create(&labels).set(n);
+        }
+        if let Ok(sessions) = self.sessions.lock() {
+            m.sessions.set(sessions.len() as i64);
+            let connected = sessions.values().filter(|s| s.is_attached()).count();
+            m.sessions_connected.set(connected as i64);
+        }
+        m.plugins_loaded
+            .set(self.registry.inventory().plugins().count() as i64);
+        m.plugin_load_errors
+            .set(self.registry.errors().len() as i64);
+        m.resident_bytes
+            .set(i64::try_from(crate::metrics::resident_bytes()).unwrap_or(i64::MAX));
+        m.encode()
+    }
+
     pub(crate) fn session(&self, id: &str) -> Option<Arc<SessionState>> {
         self.sessions.lock().ok().and_then(|m| m.get(id).cloned())
     }

@@ -118,6 +118,8 @@ pub struct Job {
     ended_at: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     /// Why the store stopped recording its events, when it did (it is then stopped).
     store_failure: Mutex<Option<String>>,
+    /// When it was accepted (its duration is measured from here).
+    started: std::time::Instant,
     /// Its principal's running-job slot, given back when it ends.
     slot: Mutex<Option<RunningSlot>>,
     /// Store tickets of its idempotency key and first record: it runs only once
@@ -160,6 +162,7 @@ impl Job {
             store_failure: Mutex::new(None),
             recorded: Mutex::new([0, 0]),
             slot: Mutex::new(None),
+            started: std::time::Instant::now(),
             cancel,
         };
         (Arc::new(job), cancel_rx)
@@ -308,6 +311,7 @@ fn effective_lease(plugin: &Plugin, requested: &Lease) -> Result<Lease, ArcpErro
 struct EventRoute {
     job: Arc<Job>,
     store: Arc<dyn Store>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl JobSink for EventRoute {
@@ -315,6 +319,7 @@ impl JobSink for EventRoute {
         let kind = kind.to_owned();
         Box::pin(async move {
             self.job.event(&kind, body).await;
+            self.metrics.events.inc();
             if let Err(e) = self.store.health()
                 && let Ok(mut failure) = self.job.store_failure.lock()
                 && failure.is_none()
@@ -378,6 +383,7 @@ impl Drop for RunningSlot {
 /// All jobs of this runtime.
 pub struct JobManager {
     running: RunningCounts,
+    metrics: Arc<crate::metrics::Metrics>,
     config: Arc<Config>,
     sandbox: Arc<Sandbox>,
     registry: Arc<Registry>,
@@ -403,6 +409,9 @@ impl JobManager {
     ) -> Self {
         JobManager {
             running: Arc::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new(
+                sandbox.instantiation_seconds(),
+            )),
             config,
             sandbox,
             registry,
@@ -413,6 +422,24 @@ impl JobManager {
             jobs: Mutex::new(HashMap::new()),
             idempotency: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The runtime's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// How many jobs are held, by (agent, state).
+    pub fn counts(&self) -> HashMap<(String, &'static str), i64> {
+        let mut counts = HashMap::new();
+        if let Ok(jobs) = self.jobs.lock() {
+            for job in jobs.values() {
+                *counts
+                    .entry((job.agent.clone(), job.status().as_str()))
+                    .or_insert(0) += 1;
+            }
+        }
+        counts
     }
 
     fn register(&self, job: &Arc<Job>) {
@@ -877,6 +904,10 @@ impl JobManager {
             .trace(Some(&trace_id));
         // Unsequenced, so not stored itself: it waits for the job's record instead.
         outbox.send_after(msg, job_written).await;
+        let agent = crate::metrics::AgentLabels {
+            agent: job.agent.clone(),
+        };
+        self.metrics.submitted.get_or_create(&agent).inc();
 
         self.launch(
             job,
@@ -1022,6 +1053,7 @@ impl JobManager {
         let sink: Arc<dyn JobSink> = Arc::new(EventRoute {
             job: job.clone(),
             store: self.store.clone(),
+            metrics: self.metrics.clone(),
         });
         // A fuel budget runs the plugin's fuel-metered variant (compiled on first use).
         let fuel_agent = match spec.fuel {
@@ -1086,6 +1118,18 @@ impl JobManager {
             self.store.put_job(job.record());
         }
         job.outcome.send_replace(Some(outcome));
+        let labels = crate::metrics::JobLabels {
+            agent: job.agent.clone(),
+            state: status.as_str().into(),
+        };
+        self.metrics.ended.get_or_create(&labels).inc();
+        let agent = crate::metrics::AgentLabels {
+            agent: job.agent.clone(),
+        };
+        self.metrics
+            .duration
+            .get_or_create(&agent)
+            .observe(job.started.elapsed().as_secs_f64());
         // Its principal may start another job.
         drop(job.slot.lock().ok().and_then(|mut s| s.take()));
         // Credentials die with the job, however it ended (spec §9.8.2).

@@ -133,6 +133,8 @@ pub struct Sandbox {
     config: SandboxConfig,
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
+    /// Seconds each job's instantiation took (exported as a metric).
+    instantiations: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Sandbox {
@@ -180,7 +182,16 @@ impl Sandbox {
             config,
             pooling,
             ticker_stop,
+            // 5 µs to ~160 ms.
+            instantiations: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(5e-6, 2.0, 16),
+            ),
         })
+    }
+
+    /// The histogram of instantiation times (seconds), for the metrics registry.
+    pub fn instantiation_seconds(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.instantiations.clone()
     }
 
     /// Whether the pooling allocator is in use.
@@ -288,7 +299,14 @@ impl Sandbox {
         {
             return RunOutcome::InstantiationFailed(format!("setting fuel: {e}"));
         }
-        let mut outcome = Self::call(&mut store, agent, &spec.info, &spec.input_json).await;
+        let mut outcome = Self::call(
+            &mut store,
+            agent,
+            &spec.info,
+            &spec.input_json,
+            &self.instantiations,
+        )
+        .await;
         // The cap holds for a result returned whole as for one streamed: the host
         // would otherwise stream an oversized returned result itself.
         if let RunOutcome::Success { output, .. } = &outcome
@@ -343,10 +361,15 @@ impl Sandbox {
         agent: &PreparedAgent,
         info: &JobInfo,
         input_json: &str,
+        instantiations: &prometheus_client::metrics::histogram::Histogram,
     ) -> RunOutcome {
         let mut store = store;
+        let started = std::time::Instant::now();
         let instance = match agent.pre.instantiate_async(&mut store).await {
-            Ok(i) => i,
+            Ok(i) => {
+                instantiations.observe(started.elapsed().as_secs_f64());
+                i
+            }
             Err(e) => {
                 return match store.data().limiter.exceeded() {
                     Some(msg) => RunOutcome::Trapped(msg),

@@ -19,13 +19,18 @@ pub const PATH: &str = "/arcp";
 /// How long a client may take to finish the WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A provider of the text served at `GET /metrics`.
+pub type MetricsText = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Settings of the WebSocket listener.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WsSettings {
     /// Largest inbound message, in bytes.
     pub max_inbound_frame: usize,
     /// FrameOut queue length per connection.
     pub outbound_queue: usize,
+    /// What to answer a plain `GET /metrics` with; `None`: only WebSocket upgrades.
+    pub metrics: Option<MetricsText>,
 }
 
 /// Accepts connections on `listener` forever, handing each to `on_connection`.
@@ -48,6 +53,18 @@ where
         let settings = settings.clone();
         let on_connection = on_connection.clone();
         tokio::spawn(async move {
+            if let Some(metrics) = &settings.metrics {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, wants_metrics(&stream)).await {
+                    Ok(true) => {
+                        let _ =
+                            tokio::time::timeout(HANDSHAKE_TIMEOUT, serve_metrics(stream, metrics))
+                                .await;
+                        return;
+                    }
+                    Ok(false) => {}
+                    Err(_) => return, // Sent nothing at all.
+                }
+            }
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(stream, peer, &settings)).await {
                 Ok(Ok(conn)) => on_connection(conn),
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
@@ -55,6 +72,50 @@ where
             }
         });
     }
+}
+
+/// Whether the request on `stream` is `GET /metrics`, looked at without consuming it
+/// (anything else goes to the WebSocket handshake untouched).
+async fn wants_metrics(stream: &TcpStream) -> bool {
+    const WANT: &[u8] = b"GET /metrics ";
+    let mut buf = [0u8; 13];
+    loop {
+        let n = match stream.peek(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        if !WANT.starts_with(&buf[..n]) {
+            return false;
+        }
+        if n == WANT.len() {
+            return true;
+        }
+        // A prefix so far: wait for the rest of the request line.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Reads the rest of a `GET /metrics` request head and answers it with the text.
+async fn serve_metrics(mut stream: TcpStream, metrics: &MetricsText) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > 16 << 10 {
+            return; // Not a request any scraper sends.
+        }
+    }
+    let body = metrics();
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 #[allow(clippy::result_large_err)] // the callback signature is tungstenite's
