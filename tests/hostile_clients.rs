@@ -215,3 +215,22 @@ async fn a_slowloris_handshake_is_cut_off_and_others_are_served_meanwhile() {
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     assert!(started.elapsed() >= Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn a_connection_that_never_says_hello_is_closed_after_ten_seconds() {
+    let host = Host::start(&bundled_plugins(), &[]);
+    let mut ws = Client::raw(&host.url).await;
+    let started = Instant::now();
+    let refusal = common::next_frame_within(&mut ws, Duration::from_secs(20))
+        .await
+        .expect("an error before the close");
+    assert_eq!(refusal["type"], "session.error", "{refusal}");
+    assert_eq!(refusal["payload"]["code"], "INVALID_REQUEST");
+    assert!(started.elapsed() >= Duration::from_secs(9));
+    // Then the connection closes.
+    assert!(
+        common::next_frame_within(&mut ws, Duration::from_secs(5))
+            .await
+            .is_none()
+    );
+}

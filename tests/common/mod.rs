@@ -326,11 +326,16 @@ impl Client {
 }
 
 pub async fn next_frame(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> Option<Value> {
+    next_frame_within(ws, Duration::from_secs(10)).await
+}
+
+/// The next text frame as JSON, `None` on close or after `wait`.
+pub async fn next_frame_within(
+    ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>,
+    wait: Duration,
+) -> Option<Value> {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .ok()??
-            .ok()?;
+        let msg = tokio::time::timeout(wait, ws.next()).await.ok()??.ok()?;
         match msg {
             Message::Text(t) => return serde_json::from_str(t.as_str()).ok(),
             Message::Close(_) => return None,
