@@ -252,6 +252,56 @@ pub async fn cancel_latency(url: &str, token: &str, n: usize) -> anyhow::Result<
     Ok(Percentiles::of(&mut samples))
 }
 
+/// What [`noisy_neighbours`] measured.
+pub struct NeighbourReport {
+    /// Echo round trips with nothing else running.
+    pub idle: Percentiles,
+    /// Echo round trips while `spinners` CPU-bound jobs run.
+    pub loaded: Percentiles,
+    /// Resident memory (bytes) before the spinners, while they run, and once they
+    /// are cancelled and gone.
+    pub resident: [u64; 3],
+}
+
+/// Echo latency with `spinners` CPU-bound jobs running beside it (the epoch ticker
+/// and the tokio scheduler must keep echo jobs served), and whether this process's
+/// memory returns to where it was once they end. For an in-process runtime.
+pub async fn noisy_neighbours(
+    url: &str,
+    token: &str,
+    spinners: usize,
+    n: usize,
+) -> anyhow::Result<NeighbourReport> {
+    let before = crate::metrics::resident_bytes();
+    let idle = round_trips(url, token, n).await?;
+    let mut spinning = BenchClient::connect(url, token).await?;
+    let mut jobs = Vec::with_capacity(spinners);
+    for _ in 0..spinners {
+        jobs.push(
+            spinning
+                .submit(json!({"agent": "spinner", "max_runtime_sec": 600}))
+                .await?,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let loaded = round_trips(url, token, n).await?;
+    let during = crate::metrics::resident_bytes();
+    for job in &jobs {
+        spinning.cancel(job).await?;
+    }
+    for _ in 0..spinners {
+        spinning.terminal().await?;
+    }
+    drop(spinning);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = crate::metrics::resident_bytes();
+    Ok(NeighbourReport {
+        idle,
+        loaded,
+        resident: [before, during, after],
+    })
+}
+
 /// Starts a runtime on a loopback port in this process; returns its URL.
 pub async fn serve_in_process(runtime: Arc<Runtime>) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

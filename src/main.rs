@@ -147,6 +147,10 @@ struct BenchArgs {
     /// The probe plugin for sandbox costs (host call, fuel overhead).
     #[arg(long, default_value = "tests/plugins/hostile@1.0.0.wasm")]
     probe: PathBuf,
+    /// Spinners running beside the echo round trips of the noisy-neighbour run (0
+    /// skips it).
+    #[arg(long, default_value_t = 100)]
+    spinners: usize,
 }
 
 #[derive(Args, Clone)]
@@ -766,6 +770,27 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         "{}",
         bench::cancel_latency(&url, &token, args.cancels).await?
     );
+    if args.spinners > 0 {
+        let n = args.round_trips.min(500);
+        let r = bench::noisy_neighbours(&url, &token, args.spinners, n).await?;
+        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        println!(
+            "\n## echo round trip beside {} spinners (same process)",
+            args.spinners
+        );
+        println!("idle:   {}", r.idle);
+        println!("loaded: {}", r.loaded);
+        println!(
+            "p50 ratio loaded/idle: {:.2}",
+            r.loaded.p50.as_secs_f64() / r.idle.p50.as_secs_f64()
+        );
+        println!(
+            "resident memory: {:.1} MiB before, {:.1} MiB with the spinners, {:.1} MiB after they ended",
+            mib(r.resident[0]),
+            mib(r.resident[1]),
+            mib(r.resident[2])
+        );
+    }
     runtime.store.flush().ok();
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
