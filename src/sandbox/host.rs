@@ -58,6 +58,8 @@ pub struct JobState {
     stream: Option<StreamSummary>,
     max_result_bytes: u64,
     pub(super) authority: Authority,
+    /// Epoch deadlines reached so far: past a few, the job counts as CPU-bound.
+    pub(super) epoch_yields: u32,
 }
 
 impl JobState {
@@ -82,6 +84,7 @@ impl JobState {
             stream: None,
             max_result_bytes,
             authority,
+            epoch_yields: 0,
         }
     }
 

@@ -30,7 +30,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 
 wasmtime::component::bindgen!({
     path: "wit",
@@ -133,6 +135,9 @@ pub struct Sandbox {
     config: SandboxConfig,
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
+    /// Slots for CPU-bound slices (one fewer than the machine's cores, at least
+    /// one): see [`Self::new_store`].
+    cpu_slots: Arc<tokio::sync::Semaphore>,
     /// Seconds each job's instantiation took (exported as a metric).
     instantiations: prometheus_client::metrics::histogram::Histogram,
 }
@@ -182,6 +187,12 @@ impl Sandbox {
             config,
             pooling,
             ticker_stop,
+            cpu_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .saturating_sub(1)
+                    .max(1),
+            )),
             // 5 µs to ~160 ms.
             instantiations: prometheus_client::metrics::histogram::Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(5e-6, 2.0, 16),
@@ -410,8 +421,36 @@ impl Sandbox {
         // Yield to the executor at every epoch tick: that is where cancellation and
         // timeouts (which drop this future) take effect for a guest that never calls
         // the host.
+        //
+        // Fairness: a job that keeps reaching deadlines is CPU-bound, and past a few
+        // ticks each further slice of it needs one of `cpu_slots`, held for one tick
+        // whatever the guest does then. CPU-bound jobs thus share fewer workers than
+        // there are, round robin (the semaphore is fair), and a new or short job,
+        // which needs no slot, always finds a worker: 100 spinners cannot starve an
+        // echo job.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        let (slots, tick) = (self.cpu_slots.clone(), self.config.epoch_tick);
+        store.epoch_deadline_callback(move |mut ctx| {
+            const FREE_YIELDS: u32 = 4;
+            let state = ctx.data_mut();
+            state.epoch_yields = state.epoch_yields.saturating_add(1);
+            if state.epoch_yields <= FREE_YIELDS {
+                return Ok(UpdateDeadline::Yield(1));
+            }
+            let slots = slots.clone();
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    if let Ok(permit) = slots.acquire_owned().await {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(tick).await;
+                            drop(permit);
+                        });
+                    }
+                }),
+            ))
+        });
         store
     }
 
