@@ -7,17 +7,9 @@ use common::{Client, Host, TOKEN, bundled_plugins};
 use serde_json::json;
 use std::time::Duration;
 
-fn config(body: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("arcp.toml");
-    std::fs::write(&path, body).unwrap();
-    let p = path.to_str().unwrap().to_owned();
-    (dir, p)
-}
-
 #[tokio::test]
 async fn a_client_that_stops_acking_throttles_its_jobs_without_losing_events() {
-    let (_cfg_dir, cfg) = config("[limits]\nmax_unacked_events = 50\n");
+    let (_cfg_dir, cfg) = common::config_file("[limits]\nmax_unacked_events = 50\n");
     let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
     let mut c = Client::connect(&host.url, TOKEN).await;
     c.send("session.ack", json!({"last_processed_seq": 0}))
@@ -67,7 +59,7 @@ async fn a_client_that_stops_acking_throttles_its_jobs_without_losing_events() {
 
 #[tokio::test]
 async fn an_ack_beyond_what_was_sent_does_not_open_the_brake() {
-    let (_cfg_dir, cfg) = config("[limits]\nmax_unacked_events = 20\n");
+    let (_cfg_dir, cfg) = common::config_file("[limits]\nmax_unacked_events = 20\n");
     let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
     let mut c = Client::connect(&host.url, TOKEN).await;
     // Acknowledging the future is clamped to what was sent (nothing yet).
@@ -90,7 +82,7 @@ async fn an_ack_beyond_what_was_sent_does_not_open_the_brake() {
 
 #[tokio::test]
 async fn resume_after_the_window_is_resume_window_expired() {
-    let (_cfg_dir, cfg) = config("resume_window_sec = 1\n");
+    let (_cfg_dir, cfg) = common::config_file("resume_window_sec = 1\n");
     let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
     let c = Client::connect(&host.url, TOKEN).await;
     let token = c.welcome["payload"]["resume_token"]
@@ -156,7 +148,7 @@ async fn two_concurrent_submits_with_one_key_start_one_job() {
 
 #[tokio::test]
 async fn idempotency_keys_expire_after_their_lifetime() {
-    let (_cfg_dir, cfg) = config("idempotency_ttl_sec = 1\n");
+    let (_cfg_dir, cfg) = common::config_file("idempotency_ttl_sec = 1\n");
     let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
     let mut c = Client::connect(&host.url, TOKEN).await;
     let first = c
@@ -176,7 +168,7 @@ async fn idempotency_keys_expire_after_their_lifetime() {
 
 #[tokio::test]
 async fn a_streamed_result_over_the_cap_is_internal_error() {
-    let (_cfg_dir, cfg) = config("[limits]\nmax_result_mib = 1\n");
+    let (_cfg_dir, cfg) = common::config_file("[limits]\nmax_result_mib = 1\n");
     let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
     let mut c = Client::connect(&host.url, TOKEN).await;
     c.submit(json!({"agent": "streamer", "input": {"chunks": 20, "chunk_size": 100_000}}))

@@ -32,15 +32,6 @@ fn folder() -> tempfile::TempDir {
     dir
 }
 
-/// A config file with `body`; returns its folder (keep it alive) and its path.
-fn config(body: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("arcp.toml");
-    std::fs::write(&path, body).unwrap();
-    let p = path.to_str().unwrap().to_owned();
-    (dir, p)
-}
-
 /// Submits to `agent` and returns every frame up to the job's terminal message, and
 /// the size of the largest text frame received meanwhile (pings included).
 async fn run_measured(c: &mut Client, agent: &str, input: Value) -> (Vec<Value>, usize) {
@@ -149,7 +140,7 @@ async fn a_table_bomb_ends_its_job_and_the_host_serves_on() {
     // on-demand allocation the job limiter's cap (1,000,000 elements) stops it. (A
     // machine where the pool cannot be reserved falls back to on-demand: either ends
     // the job.)
-    let (_cfg_dir, on_demand) = config("[limits]\npool_instances = 0\n");
+    let (_cfg_dir, on_demand) = common::config_file("[limits]\npool_instances = 0\n");
     for extra in [&[][..], &["--config", &on_demand][..]] {
         let host = Host::start(dir.path(), extra);
         let mut c = Client::connect(&host.url, TOKEN).await;
@@ -177,7 +168,7 @@ async fn a_table_bomb_ends_its_job_and_the_host_serves_on() {
 #[tokio::test]
 async fn memory_growth_past_the_configured_job_ceiling_ends_the_job() {
     let dir = folder();
-    let (_cfg_dir, cfg) = config("[limits]\njob_memory_mib = 32\n");
+    let (_cfg_dir, cfg) = common::config_file("[limits]\njob_memory_mib = 32\n");
     let host = Host::start(dir.path(), &["--config", &cfg]);
     let mut c = Client::connect(&host.url, TOKEN).await;
     let ok = run_hostile(&mut c, json!({"mode": "alloc", "mib": 8})).await;
@@ -193,7 +184,7 @@ async fn memory_growth_past_the_configured_job_ceiling_ends_the_job() {
 #[tokio::test]
 async fn many_small_allocations_end_at_the_job_ceiling() {
     let dir = folder();
-    let (_cfg_dir, cfg) = config("[limits]\njob_memory_mib = 32\n");
+    let (_cfg_dir, cfg) = common::config_file("[limits]\njob_memory_mib = 32\n");
     let host = Host::start(dir.path(), &["--config", &cfg]);
     let mut c = Client::connect(&host.url, TOKEN).await;
     // 4 KiB boxes until the allocator gives up: the limiter traps the memory.grow
@@ -275,7 +266,7 @@ async fn invalid_utf8_in_a_utf8_result_chunk_is_refused_with_invalid_request() {
 // Regression: an inline result over the cap used to be streamed by the host anyway.
 async fn an_inline_result_far_over_the_result_cap_is_refused() {
     let dir = folder();
-    let (_cfg_dir, cfg) = config("[limits]\nmax_result_mib = 1\n");
+    let (_cfg_dir, cfg) = common::config_file("[limits]\nmax_result_mib = 1\n");
     let host = Host::start(dir.path(), &["--config", &cfg]);
     let mut c = Client::connect(&host.url, TOKEN).await;
     let (frames, largest) =

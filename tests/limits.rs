@@ -9,14 +9,6 @@ use common::{Client, Host, OTHER_TOKEN, TOKEN, bundled_plugins};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-fn config(toml: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("arcp-host.toml");
-    std::fs::write(&path, toml).unwrap();
-    let path = path.to_str().unwrap().to_owned();
-    (dir, path)
-}
-
 fn assert_cap(refusal: &Value, limit: &str) {
     assert_eq!(refusal["type"], "session.error", "{refusal}");
     assert_eq!(refusal["payload"]["code"], "PERMISSION_DENIED", "{refusal}");
@@ -27,7 +19,7 @@ fn assert_cap(refusal: &Value, limit: &str) {
 
 #[tokio::test]
 async fn a_principal_past_its_session_cap_is_refused_and_others_are_not() {
-    let (_dir, cfg) = config("[limits]\nmax_sessions_per_principal = 2\n");
+    let (_dir, cfg) = common::config_file("[limits]\nmax_sessions_per_principal = 2\n");
     let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
     let a1 = Client::connect(&host.url, TOKEN).await;
     let _a2 = Client::connect(&host.url, TOKEN).await;
@@ -58,7 +50,7 @@ async fn a_principal_past_its_session_cap_is_refused_and_others_are_not() {
 
 #[tokio::test]
 async fn a_principal_past_its_running_job_cap_is_refused_until_one_ends() {
-    let (_dir, cfg) = config("[limits]\nmax_running_jobs_per_principal = 2\n");
+    let (_dir, cfg) = common::config_file("[limits]\nmax_running_jobs_per_principal = 2\n");
     let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
     let mut c = Client::connect(&host.url, TOKEN).await;
     let mut running = Vec::new();
@@ -89,7 +81,8 @@ async fn a_principal_past_its_running_job_cap_is_refused_until_one_ends() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_disconnected_and_its_job_goes_on() {
-    let (_dir, cfg) = config("[limits]\nslow_client_timeout_sec = 1\noutbound_queue = 16\n");
+    let (_dir, cfg) =
+        common::config_file("[limits]\nslow_client_timeout_sec = 1\noutbound_queue = 16\n");
     let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
     let mut c = Client::connect(&host.url, TOKEN).await;
     let (sid, token) = (

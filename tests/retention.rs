@@ -7,15 +7,6 @@ use common::{Client, Host, TOKEN, bundled_plugins};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// A config file with the given TOML, kept alive with the test.
-fn config(toml: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("arcp-host.toml");
-    std::fs::write(&path, toml).unwrap();
-    let path = path.to_str().unwrap().to_owned();
-    (dir, path)
-}
-
 async fn listed(c: &mut Client) -> Vec<(String, String)> {
     c.send("session.list_jobs", json!({"limit": 1000})).await;
     let list = c.until("session.jobs").await.pop().unwrap();
@@ -46,7 +37,7 @@ async fn subscribe_error(c: &mut Client, id: &str) -> Option<String> {
 
 #[tokio::test]
 async fn the_sweep_removes_finished_jobs_past_their_retention_and_nothing_else() {
-    let (_dir, cfg) = config("[retention]\njobs_sec = 2\nsweep_interval_sec = 1\n");
+    let (_dir, cfg) = common::config_file("[retention]\njobs_sec = 2\nsweep_interval_sec = 1\n");
     let mut host = Host::start(&bundled_plugins(), &["--config", &cfg]);
     let mut c = Client::connect(&host.url, TOKEN).await;
 
@@ -107,8 +98,9 @@ async fn the_sweep_removes_finished_jobs_past_their_retention_and_nothing_else()
 #[tokio::test]
 async fn over_the_byte_cap_the_oldest_finished_jobs_go_first() {
     // 1 MiB cap; sessions expire one second after they disconnect.
-    let (_dir, cfg) =
-        config("resume_window_sec = 1\n[retention]\nmax_store_mib = 1\nsweep_interval_sec = 1\n");
+    let (_dir, cfg) = common::config_file(
+        "resume_window_sec = 1\n[retention]\nmax_store_mib = 1\nsweep_interval_sec = 1\n",
+    );
     let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
     let mut c = Client::connect(&host.url, TOKEN).await;
     // Four streamed results of 512 KiB each: 2 MiB of history.

@@ -426,17 +426,15 @@ mod tests {
         }
     }
 
-    /// Regression: `job.accepted` is unsequenced, so it was sent before the job's
-    /// record was committed, and a crash right after could lose an acknowledged job.
-    #[tokio::test]
-    async fn an_acknowledgement_waits_for_the_write_it_acknowledges() {
+    /// An outbox over a [`GatedStore`] with a connection attached.
+    async fn gated_outbox() -> (Arc<GatedStore>, Outbox, mpsc::Receiver<FrameOut>) {
         let store = Arc::new(GatedStore {
             inner: MemoryStore::new(),
             next: AtomicU64::new(0),
             settled: watch::channel(0).0,
         });
         let outbox = Outbox::new("sess_t".into(), store.clone(), 1 << 20);
-        let (tx, mut rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(64);
         outbox
             .attach(Link {
                 frames: tx,
@@ -444,6 +442,14 @@ mod tests {
                 slow_after: Duration::from_secs(30),
             })
             .await;
+        (store, outbox, rx)
+    }
+
+    /// Regression: `job.accepted` is unsequenced, so it was sent before the job's
+    /// record was committed, and a crash right after could lose an acknowledged job.
+    #[tokio::test]
+    async fn an_acknowledgement_waits_for_the_write_it_acknowledges() {
+        let (store, outbox, mut rx) = gated_outbox().await;
         let record = store.put_job(crate::store::conformance::job("job_t", "pending"));
         let accepted = Outbound::new("job.accepted", serde_json::json!({"job_id": "job_t"}));
         assert_eq!(outbox.send_after(accepted, record).await, 0, "unsequenced");
@@ -457,20 +463,7 @@ mod tests {
     /// store has settled its write, in order, and the sender does not wait for it.
     #[tokio::test]
     async fn a_frame_reaches_the_client_only_once_the_store_has_it() {
-        let store = Arc::new(GatedStore {
-            inner: MemoryStore::new(),
-            next: AtomicU64::new(0),
-            settled: watch::channel(0).0,
-        });
-        let outbox = Outbox::new("sess_t".into(), store.clone(), 1 << 20);
-        let (tx, mut rx) = mpsc::channel(64);
-        outbox
-            .attach(Link {
-                frames: tx,
-                kill: CancellationToken::new(),
-                slow_after: Duration::from_secs(30),
-            })
-            .await;
+        let (store, outbox, mut rx) = gated_outbox().await;
         for i in 0..3 {
             outbox.send(event(i)).await; // returns without waiting for the store
         }

@@ -103,6 +103,15 @@ pub fn reuse_data_dir(path: &Path) -> tempfile::TempDir {
     dir
 }
 
+/// A config file holding `toml`; returns its folder (keep it alive) and its path.
+pub fn config_file(toml: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("arcp-host.toml");
+    std::fs::write(&path, toml).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    (dir, path)
+}
+
 /// A running `arcp-host serve`.
 pub struct Host {
     pub url: String,
