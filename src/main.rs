@@ -416,6 +416,9 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         payload["max_runtime_sec"] = s.into();
     }
     let c = &args.client;
+    // Listening for Ctrl-C starts now, before anything is printed: a signal that
+    // arrives once the job is accepted must cancel it, never kill this process.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut client = arcp_host::client::Client::connect(&c.url, &c.token, None).await?;
     let id = client.send("job.submit", payload, None).await?;
     let accepted = client.reply(&id, "job.accepted").await?;
@@ -441,7 +444,7 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     loop {
         let env = tokio::select! {
             env = client.next() => env?,
-            _ = tokio::signal::ctrl_c(), if !cancelled => {
+            _ = interrupt.recv(), if !cancelled => {
                 cancelled = true;
                 eprintln!("cancelling {job_id}…");
                 client.send("job.cancel", serde_json::json!({"reason": "interrupted"}), Some(&job_id)).await?;
