@@ -173,3 +173,40 @@ async fn cancelling_the_parent_ends_its_child() {
     assert_eq!(ended[&parent], "cancelled");
     assert_eq!(ended[&child], "cancelled");
 }
+
+/// Regression (found by the SECURITY.md review): children did not count against the
+/// principal's running-job cap, so a plugin could get past it by delegating.
+#[tokio::test]
+async fn a_child_counts_against_the_running_job_cap() {
+    let (_cfg_dir, cfg) = common::config_file("[limits]\nmax_running_jobs_per_principal = 1\n");
+    let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let frames = delegate(
+        &mut c,
+        json!({"agent": "echo@1.0.0", "input": {"x": 1}, "lease": {}}),
+        json!({"agent.delegate": ["echo"]}),
+    )
+    .await;
+    let end = frames.last().unwrap();
+    assert_eq!(end["type"], "job.error", "{end}");
+    assert_eq!(end["payload"]["code"], "PERMISSION_DENIED", "{end}");
+    assert!(
+        end["payload"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_running_jobs_per_principal"),
+        "{end}"
+    );
+    // With room for both, the same delegation runs.
+    drop(host);
+    let (_cfg_dir, cfg) = common::config_file("[limits]\nmax_running_jobs_per_principal = 2\n");
+    let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let frames = delegate(
+        &mut c,
+        json!({"agent": "echo@1.0.0", "input": {"x": 1}, "lease": {}}),
+        json!({"agent.delegate": ["echo"]}),
+    )
+    .await;
+    assert_eq!(frames.last().unwrap()["type"], "job.result");
+}

@@ -80,6 +80,9 @@ impl JobManager {
         lease: Lease,
     ) -> Result<Arc<Job>, ArcpError> {
         let plugin = self.registry.inventory().resolve(agent)?;
+        // A child counts against its principal's running jobs like any job: a plugin
+        // must not get past the cap by delegating.
+        let slot = self.reserve_slot(&parent.principal)?;
         let lease = super::effective_lease(&plugin, &lease)?;
         let max_runtime = self.max_runtime(&plugin, None)?;
         let job_id = ids::prefixed("job");
@@ -105,6 +108,9 @@ impl JobManager {
         );
         if parent.status().is_terminal() {
             return Err(ArcpError::invalid("the parent job has ended"));
+        }
+        if let Ok(mut held) = child.slot.lock() {
+            *held = Some(slot);
         }
         if let Ok(mut c) = parent.children.lock() {
             c.push(job_id);
