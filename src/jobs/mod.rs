@@ -34,6 +34,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
+/// The largest event body: the frame limit less room for the envelope.
+const EVENT_BODY_LIMIT: usize = crate::protocol::MAX_OUTBOUND_FRAME - (64 << 10);
+
 /// Job states as the wire names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
@@ -286,6 +289,12 @@ impl Job {
             };
             self.send("job.event", status).await;
             self.outbox.wait_for_room().await;
+        }
+        // Bodies carry plugin- and client-controlled text (tool arguments, paths,
+        // tool results): no frame may pass the 1 MiB clients enforce.
+        let mut body = body;
+        if crate::protocol::fit_within(&mut body, EVENT_BODY_LIMIT) {
+            tracing::warn!(job_id = %self.id, kind, "an event body over the frame limit was cut");
         }
         let payload = EventPayload {
             kind: kind.to_owned(),

@@ -332,6 +332,79 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// Shrinks `value` until its JSON text is at most `max_bytes`, by cutting its
+/// longest strings (each cut ends with a note of the original length); a value whose
+/// size is not in its strings becomes `{"truncated": true, "original_bytes": N}`.
+/// Returns whether anything was cut. For event bodies built from plugin or client
+/// input, so that no frame passes the 1 MiB limit clients enforce.
+pub fn fit_within(value: &mut Value, max_bytes: usize) -> bool {
+    // Fast path for the usual small body: an upper bound on its JSON size (a string
+    // byte escapes to at most 6, a node's punctuation and scalar to under 32).
+    if upper_bound(value) <= max_bytes {
+        return false;
+    }
+    let original = value.to_string().len();
+    if original <= max_bytes {
+        return false;
+    }
+    // Each round halves the longest string; a few dozen rounds reach any size.
+    for _ in 0..64 {
+        let size = value.to_string().len();
+        if size <= max_bytes {
+            return true;
+        }
+        let Some(longest) = longest_string(value) else {
+            break;
+        };
+        let len = longest.len();
+        let excess = size - max_bytes;
+        let keep = len.saturating_sub(excess + 64).min(len / 2);
+        let mut cut = keep;
+        while !longest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        longest.truncate(cut);
+        longest.push_str(&format!("… [truncated from {len} bytes]"));
+    }
+    if value.to_string().len() > max_bytes {
+        *value = serde_json::json!({"truncated": true, "original_bytes": original});
+    }
+    true
+}
+
+fn upper_bound(value: &Value) -> usize {
+    match value {
+        Value::String(s) => 2 + 6 * s.len(),
+        Value::Array(items) => 2 + items.iter().map(|i| upper_bound(i) + 1).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| 4 + 6 * k.len() + upper_bound(v))
+                .sum::<usize>()
+        }
+        _ => 32,
+    }
+}
+
+/// The longest string anywhere in `value` (worth cutting only past 256 bytes).
+fn longest_string(value: &mut Value) -> Option<&mut String> {
+    fn walk<'a>(v: &'a mut Value, best: &mut Option<&'a mut String>) {
+        match v {
+            Value::String(s)
+                if s.len() > 256 && best.as_ref().is_none_or(|b| s.len() > b.len()) =>
+            {
+                *best = Some(s);
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, best)),
+            Value::Object(map) => map.values_mut().for_each(|i| walk(i, best)),
+            _ => {}
+        }
+    }
+    let mut best = None;
+    walk(value, &mut best);
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,5 +479,37 @@ mod tests {
         let text = Outbound::new("session.pong", serde_json::json!({})).encode();
         assert!(text.starts_with(r#"{"arcp":"1.1","id":""#));
         assert!(!text.contains("session_id"));
+    }
+
+    #[test]
+    fn an_oversized_body_is_cut_to_fit_and_says_so() {
+        let mut body = serde_json::json!({
+            "name": "read-file",
+            "args": {"path": "x".repeat(3 << 20), "note": "y".repeat(500_000)},
+            "small": "kept",
+        });
+        assert!(fit_within(&mut body, 900 << 10));
+        let text = body.to_string();
+        assert!(text.len() <= 900 << 10, "{} bytes", text.len());
+        assert_eq!(body["small"], "kept");
+        assert_eq!(body["name"], "read-file");
+        assert!(
+            body["args"]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("[truncated from {} bytes]", 3 << 20))
+        );
+        // Nothing to cut: untouched.
+        let mut small = serde_json::json!({"a": "b"});
+        assert!(!fit_within(&mut small, 100));
+        assert_eq!(small, serde_json::json!({"a": "b"}));
+        // Size not in strings: replaced by a marker.
+        let mut many = serde_json::json!(vec![1u8; 400_000]);
+        assert!(fit_within(&mut many, 1000));
+        assert_eq!(many["truncated"], true);
+        // Multi-byte text is cut on a character boundary.
+        let mut wide = serde_json::json!({"t": "é".repeat(300_000)});
+        assert!(fit_within(&mut wide, 100_000));
+        assert!(wide.to_string().len() <= 100_000);
     }
 }
