@@ -546,3 +546,44 @@ async fn bye_and_close_end_the_session_but_touch_no_job() {
     let list = e.until("session.jobs").await.pop().unwrap();
     assert_eq!(list["payload"]["jobs"][0]["status"], "success");
 }
+
+/// Regression (found by the SECURITY.md review): a `session.jobs` page of many jobs
+/// with large leases could pass the 1 MiB frame limit; a page now ends before that and
+/// the cursor carries on.
+#[tokio::test]
+async fn a_page_of_jobs_with_large_leases_stays_under_a_mebibyte() {
+    let host = Host::start(&bundled_plugins(), &[]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    // 12 jobs, each with a lease of about 100 KB of patterns.
+    let patterns: Vec<String> = (0..1000)
+        .map(|i| format!("/docs/{i:04}/{}/**", "p".repeat(90)))
+        .collect();
+    for _ in 0..12 {
+        let acc = c
+            .submit(json!({"agent": "echo", "input": 1, "lease_request": {"fs.read": patterns}}))
+            .await;
+        assert_eq!(acc["type"], "job.accepted", "{acc}");
+        c.until_terminal().await;
+    }
+    let mut seen = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut req = json!({"limit": 1000});
+        if let Some(cur) = &cursor {
+            req["cursor"] = cur.clone().into();
+        }
+        c.send("session.list_jobs", req).await;
+        let page = c.until("session.jobs").await.pop().unwrap();
+        assert!(
+            page.to_string().len() < 1 << 20,
+            "a {}-byte page",
+            page.to_string().len()
+        );
+        seen += page["payload"]["jobs"].as_array().unwrap().len();
+        match page["payload"]["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 12);
+}

@@ -1343,6 +1343,7 @@ impl JobManager {
         let mut page = Vec::new();
         let mut next_cursor = None;
         let start = req.cursor.clone().unwrap_or_default();
+        let mut page_bytes = 0usize;
         for (id, job) in
             jobs.range::<String, _>((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded))
         {
@@ -1365,11 +1366,18 @@ impl JobManager {
                     continue;
                 }
             }
-            if page.len() == limit as usize {
+            let entry = job.list_entry();
+            // A page also ends before it would pass what one frame may carry (each
+            // entry holds its job's lease, which a client chose): the cursor goes on.
+            let entry_bytes = serde_json::to_string(&entry).map_or(0, |t| t.len() + 1);
+            if page.len() == limit as usize
+                || (!page.is_empty() && page_bytes + entry_bytes > EVENT_BODY_LIMIT)
+            {
                 next_cursor = page.last().map(|e: &JobListEntry| e.job_id.clone());
                 break;
             }
-            page.push(job.list_entry());
+            page_bytes += entry_bytes;
+            page.push(entry);
             let _ = id;
         }
         Ok((page, next_cursor))
