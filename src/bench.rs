@@ -4,16 +4,15 @@
 //! A load generator and measurement code only; it drives the runtime through its
 //! public API or over the wire, as a client would, and changes nothing in it.
 
+use crate::client::Client;
 use crate::runtime::Runtime;
 use crate::sandbox::{Flavor, JobSink, Sandbox};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message;
 
 /// Latency percentiles of a sample.
 #[derive(Debug, Clone, Copy)]
@@ -120,100 +119,17 @@ fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A minimal ARCP client for load generation.
-pub struct BenchClient {
-    ws: Ws,
-    session_id: String,
-}
-
-impl BenchClient {
-    /// Connects and completes the handshake.
-    pub async fn connect(url: &str, token: &str) -> anyhow::Result<BenchClient> {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-        let hello = json!({"arcp": "1.1", "id": crate::protocol::ids::envelope_id(), "type": "session.hello",
-            "payload": {"client": {"name": "arcp-host bench", "version": env!("CARGO_PKG_VERSION")},
-                        "auth": {"scheme": "bearer", "token": token},
-                        "capabilities": {"encodings": ["json"], "features": ["progress", "result_chunk", "agent_versions"]}}});
-        ws.send(Message::text(hello.to_string())).await?;
-        let welcome = next(&mut ws).await?;
-        anyhow::ensure!(
-            welcome["type"] == "session.welcome",
-            "handshake refused: {welcome}"
-        );
-        let session_id = welcome["payload"]["session_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        Ok(BenchClient { ws, session_id })
-    }
-
-    async fn send(
-        &mut self,
-        kind: &str,
-        payload: Value,
-        job_id: Option<&str>,
-    ) -> anyhow::Result<()> {
-        let mut env = json!({"arcp": "1.1", "id": crate::protocol::ids::envelope_id(), "type": kind,
-            "session_id": self.session_id, "payload": payload});
-        if let Some(j) = job_id {
-            env["job_id"] = j.into();
-        }
-        self.ws.send(Message::text(env.to_string())).await?;
-        Ok(())
-    }
-
-    /// Submits and waits for `job.accepted`; returns the job id.
-    pub async fn submit(&mut self, payload: Value) -> anyhow::Result<String> {
-        self.send("job.submit", payload, None).await?;
-        loop {
-            let f = next(&mut self.ws).await?;
-            match f["type"].as_str() {
-                Some("job.accepted") => {
-                    return Ok(f["payload"]["job_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned());
-                }
-                Some("session.error") => anyhow::bail!("submit refused: {f}"),
-                _ => {}
-            }
-        }
-    }
-
-    /// Waits for the next terminal message.
-    pub async fn terminal(&mut self) -> anyhow::Result<Value> {
-        loop {
-            let f = next(&mut self.ws).await?;
-            if f["type"] == "job.result" || f["type"] == "job.error" {
-                return Ok(f);
-            }
-        }
-    }
-
-    /// Sends `job.cancel`.
-    pub async fn cancel(&mut self, job_id: &str) -> anyhow::Result<()> {
-        self.send("job.cancel", json!({"reason": "bench"}), Some(job_id))
-            .await
-    }
-}
-
-async fn next(ws: &mut Ws) -> anyhow::Result<Value> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await? {
-            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str())?),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => anyhow::bail!("connection closed"),
-        }
-    }
+/// The job id of a `job.accepted` envelope.
+fn job_id(accepted: &Value) -> String {
+    accepted["payload"]["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Sequential echo round trips: submit → terminal, one at a time.
 pub async fn round_trips(url: &str, token: &str, n: usize) -> anyhow::Result<Percentiles> {
-    let mut c = BenchClient::connect(url, token).await?;
+    let mut c = Client::connect(url, token, None).await?;
     for _ in 0..n.min(50) {
         c.submit(json!({"agent": "echo", "input": {"warm": true}}))
             .await?;
@@ -233,12 +149,13 @@ pub async fn round_trips(url: &str, token: &str, n: usize) -> anyhow::Result<Per
 
 /// Spinner cancel latency: from sending `job.cancel` to the terminal message.
 pub async fn cancel_latency(url: &str, token: &str, n: usize) -> anyhow::Result<Percentiles> {
-    let mut c = BenchClient::connect(url, token).await?;
+    let mut c = Client::connect(url, token, None).await?;
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
-        let job = c
-            .submit(json!({"agent": "spinner", "max_runtime_sec": 60}))
-            .await?;
+        let job = job_id(
+            &c.submit(json!({"agent": "spinner", "max_runtime_sec": 60}))
+                .await?,
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
         let t = Instant::now();
         c.cancel(&job).await?;
@@ -274,14 +191,14 @@ pub async fn noisy_neighbours(
 ) -> anyhow::Result<NeighbourReport> {
     let before = crate::metrics::resident_bytes();
     let idle = round_trips(url, token, n).await?;
-    let mut spinning = BenchClient::connect(url, token).await?;
+    let mut spinning = Client::connect(url, token, None).await?;
     let mut jobs = Vec::with_capacity(spinners);
     for _ in 0..spinners {
-        jobs.push(
-            spinning
+        jobs.push(job_id(
+            &spinning
                 .submit(json!({"agent": "spinner", "max_runtime_sec": 600}))
                 .await?,
-        );
+        ));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let loaded = round_trips(url, token, n).await?;
@@ -442,7 +359,7 @@ pub async fn sandbox_costs(sandbox: Arc<Sandbox>, probe: &Path) -> anyhow::Resul
 /// Events from one job to one client: a `ticker` emitting `n` log events as fast as
 /// it can, counted at the client until the terminal. Returns events per second.
 pub async fn event_rate(url: &str, token: &str, n: u64) -> anyhow::Result<f64> {
-    let mut c = BenchClient::connect(url, token).await?;
+    let mut c = Client::connect(url, token, None).await?;
     let t = Instant::now();
     c.send(
         "job.submit",
@@ -452,7 +369,7 @@ pub async fn event_rate(url: &str, token: &str, n: u64) -> anyhow::Result<f64> {
     .await?;
     let mut events = 0u64;
     loop {
-        let f = next(&mut c.ws).await?;
+        let f = tokio::time::timeout(Duration::from_secs(30), c.next()).await??;
         match f["type"].as_str() {
             Some("job.event") => events += 1,
             Some("job.result") => break,

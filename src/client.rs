@@ -16,17 +16,15 @@ use tokio_tungstenite::tungstenite::Message;
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Features this client asks for.
-const FEATURES: &[&str] = &[
-    "heartbeat",
-    "list_jobs",
-    "subscribe",
-    "lease_expires_at",
-    "cost.budget",
-    "progress",
-    "result_chunk",
-    "agent_versions",
-];
+/// Features this client asks for: all this runtime speaks but `ack`, which it never
+/// sends.
+fn features() -> Vec<&'static str> {
+    crate::session::RUNTIME_FEATURES
+        .iter()
+        .copied()
+        .filter(|f| *f != "ack")
+        .collect()
+}
 
 /// One connected, welcomed session.
 pub struct Client {
@@ -55,7 +53,7 @@ impl Client {
         let mut payload = json!({
             "client": {"name": "arcp-host", "version": env!("CARGO_PKG_VERSION")},
             "auth": {"scheme": "bearer", "token": token},
-            "capabilities": {"encodings": ["json"], "features": FEATURES},
+            "capabilities": {"encodings": ["json"], "features": features()},
         });
         if let Some(r) = resume {
             payload["resume"] = json!({"session_id": r.session_id, "resume_token": r.resume_token,
@@ -146,6 +144,34 @@ impl Client {
                 return Ok(env);
             }
         }
+    }
+
+    /// Submits a job and returns its `job.accepted` envelope (a refusal is an error).
+    pub async fn submit(&mut self, payload: Value) -> anyhow::Result<Value> {
+        let id = self.send("job.submit", payload, None).await?;
+        self.reply(&id, "job.accepted").await
+    }
+
+    /// The next terminal message of any job (an error if nothing comes for 30 s).
+    pub async fn terminal(&mut self) -> anyhow::Result<Value> {
+        loop {
+            let env = tokio::time::timeout(Duration::from_secs(30), self.next())
+                .await
+                .context("nothing from the runtime within 30 s")??;
+            if is_terminal(&env) {
+                return Ok(env);
+            }
+        }
+    }
+
+    /// Sends `job.cancel` for `job_id` (only the submitting session may).
+    pub async fn cancel(&mut self, job_id: &str) -> anyhow::Result<String> {
+        self.send(
+            "job.cancel",
+            json!({"reason": "cancelled by the client"}),
+            Some(job_id),
+        )
+        .await
     }
 
     /// Every job `filter` selects, following the cursor page by page.

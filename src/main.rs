@@ -420,8 +420,7 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     // arrives once the job is accepted must cancel it, never kill this process.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut client = arcp_host::client::Client::connect(&c.url, &c.token, None).await?;
-    let id = client.send("job.submit", payload, None).await?;
-    let accepted = client.reply(&id, "job.accepted").await?;
+    let accepted = client.submit(payload).await?;
     let job_id = accepted["payload"]["job_id"]
         .as_str()
         .unwrap_or_default()
@@ -581,13 +580,10 @@ async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
 
 /// Runs the plugin folder's checks on each file and says what it found.
 fn check(args: CheckArgs) -> anyhow::Result<()> {
-    let cfg = Config::default();
-    let sandbox = arcp_host::sandbox::Sandbox::new(arcp_host::sandbox::SandboxConfig {
-        epoch_tick: std::time::Duration::from_millis(cfg.limits.epoch_tick_ms),
-        job_memory_bytes: cfg.job_memory_bytes(),
-        pool_instances: 0,
-        max_result_bytes: cfg.limits.max_result_mib.saturating_mul(1 << 20),
-    })?;
+    // Checking compiles one file at a time: no instance pool to reserve.
+    let mut cfg = Config::default();
+    cfg.limits.pool_instances = 0;
+    let sandbox = arcp_host::sandbox::Sandbox::new(arcp_host::runtime::sandbox_config(&cfg))?;
     let mut failed = 0;
     for file in &args.files {
         match arcp_host::plugins::check_file(&sandbox, file) {

@@ -48,12 +48,7 @@ impl Runtime {
             );
         }
         let config = Arc::new(config);
-        let sandbox = Arc::new(Sandbox::new(SandboxConfig {
-            epoch_tick: Duration::from_millis(config.limits.epoch_tick_ms),
-            job_memory_bytes: config.job_memory_bytes(),
-            pool_instances: config.limits.pool_instances,
-            max_result_bytes: config.limits.max_result_mib.saturating_mul(1 << 20),
-        })?);
+        let sandbox = Arc::new(Sandbox::new(sandbox_config(&config))?);
         let store: Arc<dyn Store> = if config.in_memory {
             Arc::new(MemoryStore::new())
         } else {
@@ -362,6 +357,16 @@ impl Runtime {
 
     pub(crate) fn session(&self, id: &str) -> Option<Arc<SessionState>> {
         self.sessions.lock().ok().and_then(|m| m.get(id).cloned())
+    }
+}
+
+/// The sandbox settings an operator's configuration asks for.
+pub fn sandbox_config(config: &Config) -> SandboxConfig {
+    SandboxConfig {
+        epoch_tick: Duration::from_millis(config.limits.epoch_tick_ms),
+        job_memory_bytes: config.job_memory_bytes(),
+        pool_instances: config.limits.pool_instances,
+        max_result_bytes: config.limits.max_result_mib.saturating_mul(1 << 20),
     }
 }
 

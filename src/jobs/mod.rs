@@ -107,8 +107,6 @@ pub struct Job {
     last_event_seq: Mutex<Option<u64>>,
     /// Outboxes of sessions subscribed to this job (spec §7.6).
     subscribers: tokio::sync::Mutex<Vec<Arc<Outbox>>>,
-    /// Their session ids, for the job's record.
-    subscriber_ids: Mutex<Vec<String>>,
     /// How it ended, once it has (a delegating parent waits on this).
     outcome: watch::Sender<Option<terminal::Outcome>>,
     /// Jobs delegated by this one.
@@ -155,7 +153,6 @@ impl Job {
             status: Mutex::new(JobStatus::Pending),
             last_event_seq: Mutex::new(None),
             subscribers: tokio::sync::Mutex::new(Vec::new()),
-            subscriber_ids: Mutex::new(Vec::new()),
             outcome: watch::channel(None).0,
             children: Mutex::new(Vec::new()),
             expires_at,
@@ -189,15 +186,6 @@ impl Job {
     fn set_status(&self, status: JobStatus) {
         if let Ok(mut s) = self.status.lock() {
             *s = status;
-        }
-    }
-
-    fn note_subscribers(&self, subscribers: &[Arc<Outbox>]) {
-        if let Ok(mut ids) = self.subscriber_ids.lock() {
-            *ids = subscribers
-                .iter()
-                .map(|s| s.session_id().to_owned())
-                .collect();
         }
     }
 
@@ -235,7 +223,14 @@ impl Job {
         }
     }
 
+    /// Its durable record, naming no subscriber.
     fn record(&self) -> JobRecord {
+        self.record_with(&[])
+    }
+
+    /// Its durable record naming `subscribers` (those a restart must tell if the job
+    /// is still running then).
+    fn record_with(&self, subscribers: &[Arc<Outbox>]) -> JobRecord {
         JobRecord {
             job_id: self.id.clone(),
             principal: self.principal.clone(),
@@ -244,11 +239,10 @@ impl Job {
             status: self.status().as_str().into(),
             submitted_at: self.accepted.accepted_at.clone(),
             ended_at: self.ended_at().map(|at| at.to_rfc3339()),
-            subscribers: self
-                .subscriber_ids
-                .lock()
-                .map(|s| s.clone())
-                .unwrap_or_default(),
+            subscribers: subscribers
+                .iter()
+                .map(|s| s.session_id().to_owned())
+                .collect(),
             accepted: serde_json::to_string(&self.accepted_to_keep()).unwrap_or_default(),
         }
     }
@@ -475,23 +469,18 @@ impl JobManager {
         expired.len()
     }
 
-    /// Finished jobs, the one that ended first first; only those that ended before
-    /// `cutoff` when it is given.
-    pub fn finished(&self, cutoff: Option<chrono::DateTime<chrono::Utc>>) -> Vec<String> {
-        self.finished_where(cutoff, |_| true)
+    /// Finished jobs that ended before `cutoff`, the one that ended first first.
+    pub fn finished_before(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+        self.finished_where(|j| j.ended_at().is_some_and(|at| at < cutoff))
     }
 
     /// Finished jobs whose submitting session can no longer be resumed (forgetting
     /// them frees their history), the one that ended first first.
     pub fn finished_unreplayable(&self) -> Vec<String> {
-        self.finished_where(None, |j| j.outbox.is_retired())
+        self.finished_where(|j| j.outbox.is_retired())
     }
 
-    fn finished_where(
-        &self,
-        cutoff: Option<chrono::DateTime<chrono::Utc>>,
-        keep: impl Fn(&Job) -> bool,
-    ) -> Vec<String> {
+    fn finished_where(&self, keep: impl Fn(&Job) -> bool) -> Vec<String> {
         let Ok(jobs) = self.jobs.lock() else {
             return Vec::new();
         };
@@ -499,17 +488,14 @@ impl JobManager {
             .values()
             .filter(|j| j.status().is_terminal() && keep(j))
             .filter_map(|j| j.ended_at().map(|at| (at, j.id.clone())))
-            .filter(|(at, _)| cutoff.is_none_or(|c| *at < c))
             .collect();
         ended.sort();
         ended.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Forgets finished jobs (retention): from the job table, from the store, and
-    /// their idempotency keys (a resubmit with such a key starts a new job). Returns
-    /// the last store ticket.
-    pub fn forget(&self, job_ids: &[String]) -> crate::store::Ticket {
-        let mut ticket = 0;
+    /// their idempotency keys (a resubmit with such a key starts a new job).
+    pub fn forget(&self, job_ids: &[String]) {
         if let Ok(mut jobs) = self.jobs.lock() {
             for id in job_ids {
                 jobs.remove(id);
@@ -525,9 +511,8 @@ impl JobManager {
             });
         }
         for id in job_ids {
-            ticket = self.store.remove_job(id);
+            self.store.remove_job(id);
         }
-        ticket
     }
 
     /// Forgets the jobs that ended longer than `retention.jobs_sec` ago. Returns how
@@ -539,7 +524,7 @@ impl JobManager {
         let Some(cutoff) = chrono::Utc::now().checked_sub_signed(keep) else {
             return 0;
         };
-        let expired = self.finished(Some(cutoff));
+        let expired = self.finished_before(cutoff);
         if !expired.is_empty() {
             tracing::info!(
                 jobs = expired.len(),
@@ -616,7 +601,6 @@ impl JobManager {
             }
             _ => {
                 tracing::warn!(job_id = %job.id, "job was running when the runtime stopped; ending it");
-                job.note_subscribers(&subscribers);
                 *job.subscribers.lock().await = subscribers;
                 self.conclude(job, terminal::Ending::Restarted).await;
             }
@@ -735,7 +719,7 @@ impl JobManager {
     ) -> Result<(), ArcpError> {
         let req: SubmitPayload = env.payload_as()?;
         self.writable().await?;
-        let slot = self.reserve_slot(principal)?;
+        let running_slot = self.reserve_slot(principal)?;
         let plugin = self.registry.inventory().resolve(&req.agent)?;
         let trace_id = match env.trace_id.as_deref() {
             None => ids::trace_id(),
@@ -834,7 +818,7 @@ impl JobManager {
             held.push((m.id.clone(), m.handle.clone()));
         }
         if let Ok(mut held) = job.slot.lock() {
-            *held = Some(slot);
+            *held = Some(running_slot);
         }
         // Register the job and claim its idempotency key under one lock: a concurrent
         // submit with the same key then finds the job and replays instead of starting
@@ -1287,8 +1271,7 @@ impl JobManager {
         if !job.status().is_terminal() {
             subscribers.push(outbox.clone());
             // Recorded, so that a restart before the job ends still tells them.
-            job.note_subscribers(&subscribers);
-            self.store.put_job(job.record());
+            self.store.put_job(job.record_with(&subscribers));
         }
         Ok(())
     }
@@ -1306,8 +1289,7 @@ impl JobManager {
         let mut subscribers = job.subscribers.lock().await;
         subscribers.retain(|s| s.session_id() != outbox.session_id());
         if !job.status().is_terminal() {
-            job.note_subscribers(&subscribers);
-            self.store.put_job(job.record());
+            self.store.put_job(job.record_with(&subscribers));
         }
         Ok(())
     }

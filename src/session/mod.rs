@@ -129,6 +129,21 @@ pub async fn serve(rt: Arc<Runtime>, mut conn: Connection) {
     tracing::info!(parent: &span, "session detached");
 }
 
+/// Answers a handshake with an error, then closes the connection.
+async fn refuse(
+    conn: &Connection,
+    err: &ArcpError,
+    request_id: Option<&str>,
+    code: u16,
+    reason: &str,
+) {
+    send_direct(conn, error_msg(err, request_id)).await;
+    let _ = conn
+        .outbound
+        .send(FrameOut::Close(code, reason.into()))
+        .await;
+}
+
 async fn send_direct(conn: &Connection, msg: Outbound) {
     let _ = conn.outbound.send(FrameOut::Frame(msg.encode())).await;
 }
@@ -151,11 +166,7 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
             Ok(None) => return None,
             Err(_) => {
                 let err = ArcpError::invalid("no session.hello within 10 s");
-                send_direct(conn, error_msg(&err, None)).await;
-                let _ = conn
-                    .outbound
-                    .send(FrameOut::Close(1008, "handshake timeout".into()))
-                    .await;
+                refuse(conn, &err, None, 1008, "handshake timeout").await;
                 return None;
             }
         };
@@ -196,11 +207,7 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
     let scheme_ok = hello.auth.as_ref().is_none_or(|a| a.scheme == "bearer");
     let Some(principal) = rt.principal_for(&token).filter(|_| scheme_ok) else {
         let err = ArcpError::new(ErrorCode::Unauthenticated, "invalid bearer token");
-        send_direct(conn, error_msg(&err, Some(&env.id))).await;
-        let _ = conn
-            .outbound
-            .send(FrameOut::Close(1000, "unauthenticated".into()))
-            .await;
+        refuse(conn, &err, Some(&env.id), 1000, "unauthenticated").await;
         return None;
     };
 
@@ -236,11 +243,7 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
                 detached_at: Mutex::new(None),
             });
             if let Err(err) = rt.admit_session(session.clone()) {
-                send_direct(conn, error_msg(&err, Some(&env.id))).await;
-                let _ = conn
-                    .outbound
-                    .send(FrameOut::Close(1008, "too many sessions".into()))
-                    .await;
+                refuse(conn, &err, Some(&env.id), 1008, "too many sessions").await;
                 return None;
             }
             (session, None)
@@ -250,11 +253,7 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
         {
             Ok(session) => (session, Some(resume.last_event_seq)),
             Err(err) => {
-                send_direct(conn, error_msg(&err, Some(&env.id))).await;
-                let _ = conn
-                    .outbound
-                    .send(FrameOut::Close(1000, "resume refused".into()))
-                    .await;
+                refuse(conn, &err, Some(&env.id), 1000, "resume refused").await;
                 return None;
             }
         },

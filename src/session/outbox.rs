@@ -62,6 +62,26 @@ pub struct Link {
     pub slow_after: std::time::Duration,
 }
 
+impl Link {
+    /// Queues `frame` to the connection. False when the connection is gone, or when
+    /// its queue stayed full for `slow_after` (the client stopped reading), in which
+    /// case the connection is killed.
+    async fn deliver(&self, session_id: &str, frame: FrameOut) -> bool {
+        match tokio::time::timeout(self.slow_after, self.frames.send(frame)).await {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                tracing::warn!(
+                    session_id,
+                    after_sec = self.slow_after.as_secs(),
+                    "the client has read nothing for too long; disconnecting it (its jobs go on, it may resume)"
+                );
+                self.kill.cancel();
+                false
+            }
+        }
+    }
+}
+
 /// Moves frames to the connection in order, each once the store has settled its
 /// ticket. A client whose queue stays full for `slow_after` (it stopped reading) is
 /// disconnected: its session's jobs go on, their frames are stored, and it can
@@ -76,18 +96,8 @@ async fn forward(
         if ticket > *settled.borrow() && settled.wait_for(|s| *s >= ticket).await.is_err() {
             return; // The store is gone: the runtime is shutting down.
         }
-        match tokio::time::timeout(link.slow_after, link.frames.send(frame)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
-            Err(_) => {
-                tracing::warn!(
-                    session_id,
-                    after_sec = link.slow_after.as_secs(),
-                    "the client has read nothing for too long; disconnecting it (its jobs go on, it may resume)"
-                );
-                link.kill.cancel();
-                return;
-            }
+        if !link.deliver(&session_id, frame).await {
+            return;
         }
     }
 }
@@ -222,22 +232,11 @@ impl Outbox {
         for event in self.store.events_after(&self.session_id, after)? {
             // A client that stops reading during its replay is cut off like one
             // that stops reading later: the lock must not be held for ever.
-            let sent = tokio::time::timeout(
-                link.slow_after,
-                link.frames.send(FrameOut::Frame(event.frame)),
-            )
-            .await;
-            match sent {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Ok(()),
-                Err(_) => {
-                    tracing::warn!(
-                        session_id = %self.session_id,
-                        "the client stopped reading its resume replay; disconnecting it"
-                    );
-                    link.kill.cancel();
-                    return Ok(());
-                }
+            if !link
+                .deliver(&self.session_id, FrameOut::Frame(event.frame))
+                .await
+            {
+                return Ok(());
             }
         }
         inner.conn = Some(self.forwarder(link));

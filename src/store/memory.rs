@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 /// Keeps everything in process memory.
+#[derive(Default)]
 pub struct MemoryStore {
     events: Mutex<HashMap<String, BTreeMap<u64, StoredEvent>>>,
     jobs: Mutex<HashMap<String, JobRecord>>,
@@ -21,20 +22,7 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
-        MemoryStore {
-            events: Default::default(),
-            jobs: Default::default(),
-            credentials: Default::default(),
-            sessions: Default::default(),
-            keys: Default::default(),
-            settled: tokio::sync::watch::channel(0).0,
-        }
-    }
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        MemoryStore::new()
+        MemoryStore::default()
     }
 }
 
