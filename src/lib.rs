@@ -18,6 +18,7 @@ pub mod plugins;
 pub mod protocol;
 pub mod runtime;
 pub mod sandbox;
+pub mod scaffold;
 pub mod session;
 pub mod store;
 pub mod transport;

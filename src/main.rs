@@ -44,6 +44,21 @@ enum Command {
     Tail(TailArgs),
     /// Cancel a job (only its submitting session may: give its id and resume token).
     Cancel(CancelArgs),
+    /// Scaffold a new agent crate on the Rust guest SDK, with its build script.
+    New(NewArgs),
+}
+
+#[derive(Args)]
+struct NewArgs {
+    /// The agent's name: its crate name and the NAME of NAME@VERSION.wasm.
+    name: String,
+    /// Folder to create (default: ./NAME).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The Rust guest SDK (sdk/rust of an arcp-host checkout; default: the one this
+    /// binary was built from).
+    #[arg(long, env = "ARCP_SDK")]
+    sdk: Option<PathBuf>,
 }
 
 /// Where the runtime is and who we are.
@@ -266,6 +281,7 @@ fn main() -> anyhow::Result<()> {
             Command::Jobs(args) => jobs(args).await,
             Command::Tail(args) => tail(args).await,
             Command::Cancel(args) => cancel(args).await,
+            Command::New(args) => new_agent(args),
         }
     })
 }
@@ -579,6 +595,21 @@ async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the plugin folder's checks on each file and says what it found.
+fn new_agent(args: NewArgs) -> anyhow::Result<()> {
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    let sdk = args.sdk.unwrap_or_else(arcp_host::scaffold::default_sdk);
+    let files = arcp_host::scaffold::scaffold(&args.name, &dir, &sdk)?;
+    for f in &files {
+        println!("created {}", dir.join(f).display());
+    }
+    let d = dir.display();
+    let n = &args.name;
+    println!("\nnext:\n  {d}/build.sh                 # builds {d}/{n}@0.1.0.wasm");
+    println!("  cp {d}/{n}@0.1.0.wasm plugins/");
+    println!("  arcp-host submit {n} --input '{{\"name\": \"Ada\"}}'");
+    Ok(())
+}
+
 fn check(args: CheckArgs) -> anyhow::Result<()> {
     // Checking compiles one file at a time: no instance pool to reserve.
     let mut cfg = Config::default();

@@ -170,6 +170,11 @@ impl Runtime {
     /// Registers a new session unless its principal already holds
     /// `limits.max_sessions_per_principal` connected sessions (checked and
     /// registered under one lock, so a burst of hellos cannot overshoot).
+    ///
+    /// Sessions waiting to be resumed count too: when the principal is at the cap,
+    /// its longest-detached session is forgotten to make room (as if its resume
+    /// window had passed; its jobs go on). Otherwise a client could hold unbounded
+    /// state by opening sessions and dropping their connections.
     pub(crate) fn admit_session(
         &self,
         session: Arc<SessionState>,
@@ -179,6 +184,25 @@ impl Runtime {
             .lock()
             .map_err(|_| crate::error::ArcpError::internal("session table unavailable"))?;
         self.check_session_cap(&m, &session.principal, None)?;
+        let cap = self.config.limits.max_sessions_per_principal;
+        let held = m
+            .values()
+            .filter(|s| s.principal == session.principal)
+            .count();
+        if held >= cap {
+            let oldest = m
+                .values()
+                .filter(|s| s.principal == session.principal)
+                .filter_map(|s| s.detached_since().map(|at| (at, s.id.clone())))
+                .min();
+            if let Some((_, id)) = oldest
+                && let Some(evicted) = m.remove(&id)
+            {
+                evicted.outbox.retire();
+                self.store.remove_session(&id);
+                tracing::info!(session_id = %id, principal = %session.principal, "detached session forgotten: its principal opened a new one at the cap");
+            }
+        }
         m.insert(session.id.clone(), session);
         Ok(())
     }

@@ -134,3 +134,48 @@ async fn a_client_that_stops_reading_is_disconnected_and_its_job_goes_on() {
         .collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "gap-free");
 }
+
+/// Connects until the host has noticed earlier connections went away (a refusal
+/// while it has not yet is retryable, so a client would do the same).
+async fn connect_when_admitted(url: &str) -> Client {
+    for _ in 0..100 {
+        let c = Client::connect(url, TOKEN).await;
+        if c.welcome["type"] == "session.welcome" {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never admitted");
+}
+
+fn resume_of(c: &Client) -> Value {
+    json!({
+        "session_id": c.session_id,
+        "resume_token": c.welcome["payload"]["resume_token"],
+        "last_event_seq": 0,
+    })
+}
+
+#[tokio::test]
+async fn detached_sessions_count_against_the_session_cap_and_the_longest_detached_is_forgotten() {
+    let (_dir, cfg) = common::config_file("[limits]\nmax_sessions_per_principal = 2\n");
+    let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
+    let first = connect_when_admitted(&host.url).await;
+    let first_resume = resume_of(&first);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = connect_when_admitted(&host.url).await;
+    let second_resume = resume_of(&second);
+    drop(second);
+    // Two sessions held, both detached: a third is admitted and the first, detached
+    // longest, is forgotten, so the principal never holds more than the cap.
+    let _third = connect_when_admitted(&host.url).await;
+    let lost = Client::connect_with(&host.url, TOKEN, json!([]), Some(first_resume)).await;
+    assert_ne!(lost.welcome["type"], "session.welcome", "{}", lost.welcome);
+    let kept = Client::connect_with(&host.url, TOKEN, json!([]), Some(second_resume)).await;
+    assert_eq!(kept.welcome["type"], "session.welcome", "{}", kept.welcome);
+    // Both slots are attached now: a fourth is refused.
+    let fourth = Client::connect(&host.url, TOKEN).await;
+    assert_cap(&fourth.welcome, "max_sessions_per_principal");
+    assert!(host.logs().contains("detached session forgotten"));
+}

@@ -720,7 +720,7 @@ impl JobManager {
         let req: SubmitPayload = env.payload_as()?;
         self.writable().await?;
         let running_slot = self.reserve_slot(principal)?;
-        let plugin = self.registry.inventory().resolve(&req.agent)?;
+        let plugin = self.registry.resolve_when_loaded(&req.agent).await?;
         let trace_id = match env.trace_id.as_deref() {
             None => ids::trace_id(),
             Some(raw) => ids::normalise_trace_id(raw).ok_or_else(|| {

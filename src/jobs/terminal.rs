@@ -7,7 +7,7 @@
 use super::{Job, JobStatus};
 use crate::error::{ArcpError, ErrorCode};
 use crate::protocol::{ErrorPayload, MAX_OUTBOUND_FRAME, ResultPayload, ids, now_rfc3339};
-use crate::sandbox::{Failure, RunOutcome, StreamSummary};
+use crate::sandbox::{Failure, RunOutcome, StreamSummary, bounded_to};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -139,15 +139,22 @@ async fn error(job: &Job, err: ArcpError) -> Outcome {
     }
 }
 
+/// Longest unknown error code a plugin may pass on (in `details.plugin_code`).
+const MAX_PLUGIN_CODE_BYTES: usize = 128;
+
 /// Maps a plugin's failure to the taxonomy: a code outside it becomes
 /// `INTERNAL_ERROR` with the plugin's code in `details`; the spec's fixed `retryable`
 /// flags win over the plugin's.
+/// An unknown code is cut to a bound, as [`ArcpError::new`] cuts the message: both
+/// are the plugin's own strings, and a `job.error` must fit a frame.
 fn from_failure(f: Failure) -> ArcpError {
+    let message = f.message;
     let (code, mut err) = match ErrorCode::parse(&f.code) {
-        Some(code) => (code, ArcpError::new(code, f.message)),
+        Some(code) => (code, ArcpError::new(code, message)),
         None => (
             ErrorCode::InternalError,
-            ArcpError::new(ErrorCode::InternalError, f.message).with_detail("plugin_code", f.code),
+            ArcpError::new(ErrorCode::InternalError, message)
+                .with_detail("plugin_code", bounded_to(f.code, MAX_PLUGIN_CODE_BYTES)),
         ),
     };
     err.retryable = match code {
@@ -234,6 +241,22 @@ mod tests {
         assert_eq!(e.code, ErrorCode::InternalError);
         assert!(e.retryable);
         assert_eq!(e.details.unwrap()["plugin_code"], "RATE_LIMITED");
+    }
+
+    #[test]
+    fn a_huge_plugin_code_or_message_is_cut_before_it_reaches_the_client() {
+        let e = from_failure(Failure {
+            code: "X".repeat(10 << 20),
+            message: "é".repeat(5 << 20),
+            retryable: false,
+        });
+        let code = e.details.unwrap()["plugin_code"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(code.len() < MAX_PLUGIN_CODE_BYTES + 64, "{}", code.len());
+        assert!(code.ends_with(&format!("[truncated from {} bytes]", 10 << 20)));
+        assert!(e.message.len() <= 64 << 10, "{}", e.message.len());
     }
 
     #[test]

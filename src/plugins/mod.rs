@@ -291,7 +291,15 @@ pub struct Registry {
     /// Loaded plugins by file, with the sha256 they were loaded from, so that a
     /// rescan reloads only files whose bytes changed.
     loaded: Mutex<HashMap<PathBuf, Arc<Plugin>>>,
+    /// Changes the watcher has seen in the folder, counted as they arrive.
+    changes_seen: Arc<std::sync::atomic::AtomicU64>,
+    /// Of those, how many the inventory reflects (set after each rescan).
+    changes_loaded: tokio::sync::watch::Sender<u64>,
 }
+
+/// How long a submit naming an unknown agent waits for a rescan already under way
+/// (a file just dropped into the folder) before answering `AGENT_NOT_AVAILABLE`.
+const PENDING_RESCAN_WAIT: Duration = Duration::from_secs(10);
 
 impl Registry {
     /// A registry over `dir`; compiled code is cached in `cache_dir` when given.
@@ -303,7 +311,32 @@ impl Registry {
             current: RwLock::new(Arc::new(Inventory::default())),
             errors: RwLock::new(Vec::new()),
             loaded: Mutex::new(HashMap::new()),
+            changes_seen: Default::default(),
+            changes_loaded: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Resolves `reference` like [`Inventory::resolve`], except that when it names
+    /// an agent or version not loaded yet while the watcher has seen folder changes
+    /// that are not loaded yet, it waits (at most [`PENDING_RESCAN_WAIT`]) for them
+    /// first: "copy into `plugins/`, then submit" works without a sleep between.
+    pub async fn resolve_when_loaded(&self, reference: &str) -> Result<Arc<Plugin>, ArcpError> {
+        use std::sync::atomic::Ordering;
+        let err = match self.inventory().resolve(reference) {
+            Ok(plugin) => return Ok(plugin),
+            Err(e) => e,
+        };
+        let missing = matches!(
+            err.code,
+            ErrorCode::AgentNotAvailable | ErrorCode::AgentVersionNotAvailable
+        );
+        let seen = self.changes_seen.load(Ordering::SeqCst);
+        if !missing || *self.changes_loaded.borrow() >= seen {
+            return Err(err);
+        }
+        let mut loaded = self.changes_loaded.subscribe();
+        let _ = tokio::time::timeout(PENDING_RESCAN_WAIT, loaded.wait_for(|n| *n >= seen)).await;
+        self.inventory().resolve(reference)
     }
 
     /// The plugin folder.
@@ -494,10 +527,16 @@ impl Registry {
     /// returned watcher is dropped.
     pub fn watch(self: &Arc<Self>) -> anyhow::Result<notify::RecommendedWatcher> {
         use notify::Watcher as _;
+        use std::sync::atomic::Ordering;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let seen = Arc::clone(&self.changes_seen);
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 if res.is_ok() {
+                    // Counted here, on the watcher's thread, as soon as the kernel
+                    // reports the change: a submit arriving during the debounce
+                    // below knows to wait for the rescan.
+                    seen.fetch_add(1, Ordering::SeqCst);
                     let _ = tx.send(());
                 }
             })?;
@@ -510,10 +549,12 @@ impl Registry {
                 // Debounce: a copy into the folder is several events.
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 while rx.try_recv().is_ok() {}
+                let covered = registry.changes_seen.load(Ordering::SeqCst);
                 let r = registry.clone();
                 if let Err(e) = tokio::task::spawn_blocking(move || r.rescan()).await {
                     tracing::error!(error = %e, "plugin rescan panicked");
                 }
+                registry.changes_loaded.send_replace(covered);
             }
         });
         Ok(watcher)

@@ -33,8 +33,12 @@ impl Default for NetPolicy {
 }
 
 /// Whether `ip` is an address a job may reach without the operator's say-so: not
-/// loopback, private, link-local, shared (CGNAT), unspecified, multicast or
-/// broadcast, also when written as an IPv4-mapped IPv6 address.
+/// loopback, private, link-local, shared (CGNAT), unspecified, multicast, broadcast,
+/// documentation, benchmarking or reserved. IPv6 forms that carry an IPv4 address
+/// (IPv4-mapped and -compatible, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) are judged
+/// by the address they carry, since a gateway on the path would deliver to it;
+/// Teredo and local-use NAT64 are refused outright (the carried address cannot be
+/// judged, or is local by definition).
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -47,18 +51,54 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v4.is_broadcast()
                 || v4.is_documentation()
                 || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+                // Shared address space (RFC 6598).
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                // IETF protocol assignments (RFC 6890), including DS-Lite's B4.
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                // Benchmarking (RFC 2544).
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                // 6to4 relay anycast (RFC 7526).
+                || (o[0] == 192 && o[1] == 88 && o[2] == 99)
+                // Reserved, class E (RFC 1112).
+                || o[0] >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
+            let s = v6.segments();
+            let o = v6.octets();
+            let carried =
+                |a: usize| IpAddr::V4(std::net::Ipv4Addr::new(o[a], o[a + 1], o[a + 2], o[a + 3]));
+            // IPv4-mapped (::ffff:a.b.c.d) and the deprecated IPv4-compatible
+            // (::a.b.c.d); `::` and `::1` are judged as IPv6 below.
+            if s[..5] == [0; 5] && (s[5] == 0xffff || (s[5] == 0 && s[6] != 0)) {
+                return is_public(carried(12));
             }
-            let first = v6.segments()[0];
+            // NAT64 well-known prefix (RFC 6052).
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(carried(12));
+            }
+            // 6to4 (RFC 3056): the IPv4 address is bits 16..48.
+            if s[0] == 0x2002 {
+                return is_public(carried(2));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+                // Unique local (fc00::/7), link-local (fe80::/10), site-local (fec0::/10).
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                // Local-use NAT64 (RFC 8215).
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+                // Discard-only (RFC 6666).
+                || s[..4] == [0x100, 0, 0, 0]
+                // Teredo (2001::/32), benchmarking (2001:2::/48), ORCHID (2001:10::/28,
+                // 2001:20::/28) and documentation (2001:db8::/32).
+                || (s[0] == 0x2001
+                    && (s[1] == 0
+                        || (s[1] == 2 && s[2] == 0)
+                        || (s[1] & 0xfff0) == 0x10
+                        || (s[1] & 0xfff0) == 0x20
+                        || s[1] == 0xdb8)))
         }
     }
 }
@@ -150,6 +190,39 @@ mod tests {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn ipv6_forms_that_carry_a_private_ipv4_address_are_not_public() {
+        for ip in [
+            // NAT64 well-known prefix around loopback, private and metadata addresses.
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            // 6to4 around loopback and private addresses.
+            "2002:7f00:1::",
+            "2002:c0a8:101::1",
+            // IPv4-compatible (deprecated).
+            "::127.0.0.1",
+            "::10.0.0.1",
+            // Teredo, local-use NAT64, discard-only, documentation, site-local.
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "64:ff9b:1::10.0.0.1",
+            "100::1",
+            "2001:db8::1",
+            "fec0::1",
+            // IPv4 reserved, benchmarking, IETF assignments, 6to4 relay anycast.
+            "240.0.0.1",
+            "255.255.255.254",
+            "198.18.0.1",
+            "192.0.0.8",
+            "192.88.99.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["64:ff9b::1.1.1.1", "2002:0101:0101::1", "::ffff:8.8.8.8"] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -66,6 +66,11 @@ impl SessionState {
             .unwrap_or(false)
     }
 
+    /// Since when the session has been without a connection (`None`: attached).
+    pub fn detached_since(&self) -> Option<Instant> {
+        self.detached_at.lock().ok().and_then(|d| *d)
+    }
+
     /// Whether the session has been without a connection for longer than `window`.
     pub fn expired(&self, window: Duration) -> bool {
         self.detached_at
