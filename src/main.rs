@@ -336,12 +336,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
     };
     let rt = runtime.clone();
+    // SIGTERM is how service managers (systemd, Docker, Kubernetes) stop a process:
+    // it gets the same orderly exit as Ctrl-C, with the store flushed.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = transport::websocket::serve(listener, settings, move |conn| {
             tokio::spawn(arcp_host::session::serve(rt.clone(), conn));
         }) => {}
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("shutting down");
+            eprintln!("shutting down (interrupt)");
+        }
+        _ = terminate.recv() => {
+            eprintln!("shutting down (terminate)");
         }
     }
     runtime.store.flush().ok();
@@ -373,8 +379,8 @@ async fn agents(args: CommonArgs) -> anyhow::Result<()> {
     let runtime = start(cfg).await?;
     let inventory = runtime.registry.inventory();
     println!(
-        "{:<16} {:<10} {:<8} {:<7} {:>9}  SHA256",
-        "AGENT", "VERSION", "DEFAULT", "CACHED", "LOAD(ms)"
+        "{:<16} {:<10} {:<8} {:<7} {:>9}  {:<12}  DESCRIPTION",
+        "AGENT", "VERSION", "DEFAULT", "CACHED", "LOAD(ms)", "SHA256"
     );
     let entries = inventory.entries();
     for plugin in inventory.plugins() {
@@ -384,13 +390,22 @@ async fn agents(args: CommonArgs) -> anyhow::Result<()> {
             .and_then(|e| e.default.clone())
             .is_some_and(|d| d == plugin.version);
         println!(
-            "{:<16} {:<10} {:<8} {:<7} {:>9.1}  {}",
+            "{:<16} {:<10} {:<8} {:<7} {:>9.1}  {:<12}  {}",
             plugin.name,
             plugin.version,
             if default { "yes" } else { "-" },
             if plugin.from_cache { "yes" } else { "no" },
             plugin.load_time.as_secs_f64() * 1e3,
-            &plugin.sha256[..12]
+            &plugin.sha256[..12],
+            // The operator's text from the sidecar: one line, so the table holds.
+            plugin
+                .manifest
+                .description
+                .as_deref()
+                .unwrap_or("-")
+                .lines()
+                .next()
+                .unwrap_or("-")
         );
     }
     for e in runtime.registry.errors() {

@@ -63,7 +63,7 @@ impl Metrics {
             jobs: Family::default(),
             submitted: Family::default(),
             ended: Family::default(),
-            // 1 ms to ~9 h.
+            // 1 ms to ~4.7 h (1 ms × 2^24).
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(1e-3, 2.0, 25))
             }),

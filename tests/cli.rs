@@ -65,6 +65,11 @@ fn agents_lists_the_bundled_plugins_and_reports_bad_files() {
     .unwrap();
     std::fs::write(dir.path().join("core@1.0.0.wasm"), b"\0asm\x01\x00\x00\x00").unwrap();
     std::fs::write(dir.path().join("BadName.wasm"), b"x").unwrap();
+    std::fs::write(
+        dir.path().join("ticker@1.0.0.toml"),
+        "description = \"Counts out loud\\nsecond line\"\n",
+    )
+    .unwrap();
     let data = tempfile::tempdir().unwrap();
     let out = arcp_host()
         .arg("agents")
@@ -86,7 +91,12 @@ fn agents_lists_the_bundled_plugins_and_reports_bad_files() {
             .any(|l| l.starts_with("echo") && l.contains("2.0.0") && l.contains("yes")),
         "{stdout}"
     );
-    assert!(stdout.contains("ticker"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ticker") && l.ends_with("Counts out loud")),
+        "the sidecar's description, first line only: {stdout}"
+    );
     assert!(
         stdout.contains("FAILED") && stdout.contains("broken@1.0.0.wasm"),
         "{stdout}"
@@ -483,4 +493,36 @@ async fn cancel_needs_the_submitting_session_and_ctrl_c_cancels_a_submit() {
     let rest: Vec<String> = stdout.lines().map_while(Result::ok).collect();
     let end: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
     assert_eq!(end["payload"]["final_status"], "cancelled", "{rest:?}");
+}
+
+#[test]
+fn serve_exits_cleanly_on_sigterm_and_keeps_what_it_acknowledged() {
+    let mut host = common::Host::start(&bundled_plugins(), &[]);
+    let out = client_cmd(&host, &["submit", "echo", "--input", "7", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let job_id = json_lines(&out.stdout).last().unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A service manager's stop: SIGTERM, then a wait.
+    unsafe { libc::kill(host.child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = host.child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", host.logs());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(
+        host.logs().contains("shutting down (terminate)"),
+        "{}",
+        host.logs()
+    );
+    // Restarted on the same data, the job is there.
+    let data = common::reuse_data_dir(host.data.path());
+    let again = common::Host::start_with_data(&bundled_plugins(), data, &[]);
+    let out = client_cmd(&again, &["jobs", "--json"]).output().unwrap();
+    let listed = json_lines(&out.stdout);
+    assert!(
+        listed.iter().any(|j| j["job_id"] == job_id.as_str()),
+        "{listed:?}"
+    );
 }

@@ -925,10 +925,7 @@ impl JobManager {
         let input_json = serde_json::to_string(&input).unwrap_or_else(|_| "null".into());
         let memory_bytes = plugin
             .manifest
-            .memory_mib
-            .map(|m| m.saturating_mul(1 << 20))
-            .unwrap_or(u64::MAX)
-            .min(self.config.job_memory_bytes());
+            .memory_ceiling(self.config.job_memory_bytes());
         let left = |at: chrono::DateTime<chrono::Utc>| {
             (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)
         };

@@ -73,7 +73,8 @@ impl ToolRunner for PluginTools {
                     ..info
                 },
                 input_json: args_json,
-                memory_bytes,
+                // The tool plugin's own sidecar may lower the ceiling, as for its jobs.
+                memory_bytes: plugin.manifest.memory_ceiling(memory_bytes),
                 authority: Authority::none(),
                 fuel: None,
             };

@@ -26,6 +26,15 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The memory ceiling of one job (or tool call) of this plugin: the runtime's
+    /// `host_max_bytes`, lowered by `memory_mib` when the sidecar sets it.
+    pub fn memory_ceiling(&self, host_max_bytes: u64) -> u64 {
+        self.memory_mib
+            .map(|m| m.saturating_mul(1 << 20))
+            .unwrap_or(u64::MAX)
+            .min(host_max_bytes)
+    }
+
     /// The ceiling as a validated lease (the error names the bad entry).
     pub fn ceiling_lease(&self) -> Result<Option<crate::lease::Lease>, crate::error::ArcpError> {
         let Some(c) = &self.ceiling else {
@@ -54,5 +63,26 @@ impl Manifest {
             anyhow::anyhow!("sidecar {}: [ceiling]: {}", sidecar.display(), e.message)
         })?;
         Ok(manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sidecar_lowers_the_memory_ceiling_but_never_raises_it() {
+        let none = Manifest::default();
+        assert_eq!(none.memory_ceiling(64 << 20), 64 << 20);
+        let lower = Manifest {
+            memory_mib: Some(16),
+            ..Manifest::default()
+        };
+        assert_eq!(lower.memory_ceiling(64 << 20), 16 << 20);
+        let higher = Manifest {
+            memory_mib: Some(1 << 50),
+            ..Manifest::default()
+        };
+        assert_eq!(higher.memory_ceiling(64 << 20), 64 << 20);
     }
 }
