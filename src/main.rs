@@ -73,6 +73,14 @@ struct ClientArgs {
     /// JSON lines on stdout (one envelope each) instead of text.
     #[arg(long)]
     json: bool,
+    /// Colour in the text output: auto (when stderr is a terminal and NO_COLOR is
+    /// unset), always or never.
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    color: When,
+    /// Draw `progress` events as a progress bar: auto (when stderr is a terminal),
+    /// always or never (then they are printed as lines).
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    progress: When,
 }
 
 #[derive(Args)]
@@ -414,13 +422,48 @@ async fn agents(args: CommonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints one envelope: a JSON line on stdout with `--json`, else a text line on
-/// stderr (stdout is kept for the result).
-fn show(json: bool, env: &Value) {
-    if json {
-        println!("{env}");
-    } else {
-        eprintln!("{}", arcp_host::client::human_line(env));
+/// `auto`, `always` or `never`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum When {
+    Auto,
+    Always,
+    Never,
+}
+
+impl When {
+    fn forced(self) -> Option<bool> {
+        match self {
+            When::Auto => None,
+            When::Always => Some(true),
+            When::Never => Some(false),
+        }
+    }
+}
+
+/// Shows envelopes: JSON lines on stdout with `--json`, else text on stderr
+/// (stdout is kept for the result), coloured and with progress bars as asked.
+enum Printer {
+    Json,
+    Text(arcp_host::client::display::JobView),
+}
+
+impl Printer {
+    fn new(c: &ClientArgs) -> Printer {
+        if c.json {
+            Printer::Json
+        } else {
+            Printer::Text(arcp_host::client::display::JobView::stderr(
+                c.color.forced(),
+                c.progress.forced(),
+            ))
+        }
+    }
+
+    fn show(&mut self, env: &Value) {
+        match self {
+            Printer::Json => println!("{env}"),
+            Printer::Text(view) => view.show(env),
+        }
     }
 }
 
@@ -451,12 +494,13 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     // arrives once the job is accepted must cancel it, never kill this process.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut client = arcp_host::client::Client::connect(&c.url, &c.token, None).await?;
+    let mut out = Printer::new(c);
     let accepted = client.submit(payload).await?;
     let job_id = accepted["payload"]["job_id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    show(c.json, &accepted);
+    out.show(&accepted);
     if !c.json {
         eprintln!(
             "(to cancel from elsewhere: arcp-host cancel {job_id} --session {} --resume-token {})",
@@ -498,7 +542,7 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
             sink.write_all(&bytes)?;
             continue;
         }
-        show(c.json, &env);
+        out.show(&env);
         if arcp_host::client::is_terminal(&env) {
             if !c.json
                 && let Some(result) = env["payload"].get("result")
@@ -553,13 +597,14 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
         )
         .await?;
     let subscribed = client.reply(&id, "job.subscribed").await?;
-    show(c.json, &subscribed);
+    let mut out = Printer::new(c);
+    out.show(&subscribed);
     loop {
         let env = client.next().await?;
         if env["job_id"] != args.job.as_str() {
             continue;
         }
-        show(c.json, &env);
+        out.show(&env);
         if arcp_host::client::is_terminal(&env) {
             return exit_for(&env);
         }
@@ -591,7 +636,7 @@ async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
         () = tokio::time::sleep(std::time::Duration::from_secs(2)) => Ok(serde_json::Value::Null),
     };
     match answer {
-        Ok(env) if !env.is_null() => show(c.json, &env),
+        Ok(env) if !env.is_null() => Printer::new(c).show(&env),
         Ok(_) => eprintln!("{}: nothing to cancel (already ended?)", args.job),
         Err(e) if args.session.is_none() => {
             anyhow::bail!(

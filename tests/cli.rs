@@ -526,3 +526,30 @@ fn serve_exits_cleanly_on_sigterm_and_keeps_what_it_acknowledged() {
         "{listed:?}"
     );
 }
+
+#[test]
+fn submit_colours_its_text_only_when_asked_or_on_a_terminal() {
+    let host = common::Host::start(&bundled_plugins(), &[]);
+    let input = r#"{"count": 2, "progress": true}"#;
+    let stderr_of = |extra: &[&str]| {
+        let mut args = vec!["submit", "ticker", "--input", input];
+        args.extend_from_slice(extra);
+        let out = client_cmd(&host, &args).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    // Not a terminal: plain text, progress as lines.
+    let plain = stderr_of(&[]);
+    assert!(!plain.contains('\u{1b}'), "{plain:?}");
+    assert!(plain.contains("progress"), "{plain}");
+    let coloured = stderr_of(&["--color", "always", "--progress", "never"]);
+    assert!(
+        coloured.contains("\u{1b}[32"),
+        "success in green: {coloured:?}"
+    );
+    assert!(coloured.contains("progress"), "{coloured}");
+    // Bars on request even off a terminal: drawn in place of the progress lines.
+    let bars = stderr_of(&["--progress", "always"]);
+    assert!(bars.contains("2/2 ticks"), "{bars:?}");
+    assert!(!bars.contains("] progress {"), "{bars:?}");
+}

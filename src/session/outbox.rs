@@ -27,6 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{Mutex, Notify, mpsc};
 
+/// Writes a session without a connection may have waiting for the store before its
+/// jobs' emission waits (the back-pressure a connection's queue gives otherwise).
+const MAX_UNSETTLED_DETACHED: Ticket = 1024;
+
 /// The outbound side of one session.
 pub struct Outbox {
     session_id: String,
@@ -285,6 +289,13 @@ impl Outbox {
         {
             inner.conn = None;
         }
+        if inner.conn.is_none() && ticket > MAX_UNSETTLED_DETACHED {
+            // No connection, so no queue to fill: without this, a job flooding
+            // events in a detached session would run at full speed and grow the
+            // store's write queue without bound. It waits, as it would for a slow
+            // client, until the store is within reach of its writes.
+            crate::store::until_settled(&*self.store, ticket - MAX_UNSETTLED_DETACHED).await;
+        }
         seq
     }
 
@@ -485,5 +496,31 @@ mod tests {
         store.settled.send_replace(3);
         assert_eq!(seq_of(&mut rx).await, 3);
         assert_eq!(seq_of(&mut rx).await, 0, "then the pong");
+    }
+
+    /// Regression: a session without a connection had no back-pressure, so a job
+    /// flooding events in it grew the store's write queue without bound.
+    #[tokio::test]
+    async fn a_detached_sessions_jobs_wait_once_the_store_falls_behind() {
+        let store = Arc::new(GatedStore {
+            inner: MemoryStore::new(),
+            next: AtomicU64::new(0),
+            settled: watch::channel(0).0,
+        });
+        let outbox = Arc::new(Outbox::new("sess_t".into(), store.clone(), 1 << 20));
+        // Up to the allowance, sending does not wait for the store.
+        for i in 0..MAX_UNSETTLED_DETACHED {
+            outbox.send(event(i)).await;
+        }
+        let sender = outbox.clone();
+        let next = tokio::spawn(async move { sender.send(event(0)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!next.is_finished(), "one write past the allowance waits");
+        store.settled.send_replace(1);
+        let seq = tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("released once the store catches up")
+            .unwrap();
+        assert_eq!(seq, MAX_UNSETTLED_DETACHED + 1);
     }
 }

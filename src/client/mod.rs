@@ -6,6 +6,8 @@
 //! (for example, only the session that submitted a job may cancel it, so `cancel`
 //! resumes that session when given its id and resume token).
 
+pub mod display;
+
 use crate::protocol::ids;
 use anyhow::Context as _;
 use futures_util::{SinkExt, StreamExt};
