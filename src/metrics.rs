@@ -40,6 +40,10 @@ pub struct Metrics {
     pub ended: Family<JobLabels, Counter>,
     /// Seconds from acceptance to the terminal message, by agent.
     pub duration: Family<AgentLabels, Histogram>,
+    /// Linear memory a job's sandbox reserved at its peak, by agent.
+    pub job_memory: Family<AgentLabels, Histogram>,
+    /// Fuel burnt by fuel-metered jobs, by agent.
+    pub fuel: Family<AgentLabels, Counter>,
     /// `job.event`s sent (to submitters; subscribers' copies not counted).
     pub events: Counter,
     /// Sessions with a connection attached (set at each scrape).
@@ -67,6 +71,11 @@ impl Metrics {
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(1e-3, 2.0, 25))
             }),
+            // 64 KiB (one wasm page) to 4 GiB.
+            job_memory: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(65536.0, 2.0, 17))
+            }),
+            fuel: Family::default(),
             events: Counter::default(),
             sessions_connected: Gauge::default(),
             sessions: Gauge::default(),
@@ -95,6 +104,16 @@ impl Metrics {
             "instantiation_seconds",
             "Seconds to instantiate a job's sandbox",
             instantiation_seconds,
+        );
+        registry.register(
+            "job_memory_bytes",
+            "Linear memory a job's sandbox reserved at its peak, by agent",
+            m.job_memory.clone(),
+        );
+        registry.register(
+            "fuel_consumed",
+            "Fuel burnt by fuel-metered jobs, by agent",
+            m.fuel.clone(),
         );
         registry.register("events", "Job events sent", m.events.clone());
         registry.register(

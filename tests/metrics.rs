@@ -52,6 +52,12 @@ async fn metrics_are_served_as_prometheus_text_and_count_what_happened() {
     c.submit(json!({"agent": "ticker", "input": {"count": 5}}))
         .await;
     c.until_terminal().await;
+    // A fuel-metered job: what it burns is counted by agent.
+    c.submit(json!({"agent": "ticker", "input": {"count": 1},
+                    "lease_request": {"cost.budget": ["fuel:50000000"]}}))
+        .await;
+    let end = c.until_terminal().await.pop().unwrap();
+    assert_eq!(end["type"], "job.result", "{end}");
     let running = c
         .submit(json!({"agent": "sleeper", "input": {"seconds": 30}}))
         .await;
@@ -111,6 +117,26 @@ async fn metrics_are_served_as_prometheus_text_and_count_what_happened() {
         text.contains("arcp_job_duration_seconds_count{agent=\"echo@1.0.0\"} 3"),
         "{text}"
     );
+    // Memory and fuel by agent.
+    assert!(
+        text.contains("arcp_job_memory_bytes_count{agent=\"echo@1.0.0\"} 3"),
+        "{text}"
+    );
+    let memory_sum = text
+        .lines()
+        .find_map(|l| l.strip_prefix("arcp_job_memory_bytes_sum{agent=\"echo@1.0.0\"} "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_default();
+    assert!(
+        memory_sum >= 3.0 * 65536.0,
+        "every job has a page at least: {text}"
+    );
+    let fuel = value(
+        &scrape,
+        "arcp_fuel_consumed_total",
+        &[("agent", "ticker@1.0.0")],
+    );
+    assert!(fuel > 0.0 && fuel < 50_000_000.0, "{text}");
 
     // The WebSocket endpoint is untouched by the scrape.
     c.submit(json!({"agent": "echo", "input": "after"})).await;

@@ -332,6 +332,19 @@ impl JobSink for EventRoute {
             }
         })
     }
+
+    fn usage(&self, usage: crate::sandbox::Usage) {
+        let agent = crate::metrics::AgentLabels {
+            agent: self.job.agent.clone(),
+        };
+        self.metrics
+            .job_memory
+            .get_or_create(&agent)
+            .observe(usage.memory_bytes as f64);
+        if let Some(fuel) = usage.fuel {
+            self.metrics.fuel.get_or_create(&agent).inc_by(fuel);
+        }
+    }
 }
 
 /// The fingerprint of a submit for idempotency (spec §7.2): what must be identical

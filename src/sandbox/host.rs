@@ -32,6 +32,19 @@ const BASE64_CHUNK_BYTES: usize = 384 << 10;
 pub trait JobSink: Send + Sync + 'static {
     /// Emits one `job.event` of `kind` with `body`.
     fn emit(&self, kind: &str, body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// Told once, when the run ends, what it used (for metrics); by default ignored.
+    fn usage(&self, _usage: Usage) {}
+}
+
+/// What one run of a plugin used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Linear memory reserved by all of the job's memories at the end (they never
+    /// shrink, so this is the peak), in bytes.
+    pub memory_bytes: u64,
+    /// Fuel burnt, for a fuel-metered run.
+    pub fuel: Option<u64>,
 }
 
 /// What a plugin streamed as its result.

@@ -18,7 +18,7 @@ mod net;
 
 pub use capabilities::{Authority, Delegator, MAX_READ_BYTES, ToolRunner};
 pub(crate) use host::bounded_to;
-pub use host::{JobSink, StreamSummary};
+pub use host::{JobSink, StreamSummary, Usage};
 pub use limits::JobLimiter;
 pub use model::{ModelGateway, ModelPrice};
 pub use net::{NetClient, NetPolicy, is_public};
@@ -343,11 +343,22 @@ impl Sandbox {
                 retryable: false,
             });
         }
-        let Some(budget) = fuel else { return outcome };
+        let memory_bytes = store.data().limiter.in_use();
+        let Some(budget) = fuel else {
+            sink.usage(Usage {
+                memory_bytes,
+                fuel: None,
+            });
+            return outcome;
+        };
         // Report what the job burnt (spec §9.6: fuel as a runtime-defined currency),
         // and turn running out into BUDGET_EXHAUSTED.
         let left = store.get_fuel().unwrap_or(0);
         let burnt = budget.saturating_sub(left);
+        sink.usage(Usage {
+            memory_bytes,
+            fuel: Some(burnt),
+        });
         sink.emit(
             "metric",
             serde_json::json!({"name": "cost.fuel", "value": burnt, "unit": "fuel"}),
