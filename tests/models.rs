@@ -165,3 +165,53 @@ async fn models_outside_the_lease_or_the_budget_are_refused() {
         "no refused call reached the endpoint"
     );
 }
+
+/// Regression: a model reply was read whole before its 8 MiB cap was checked, so a
+/// gateway streaming without end held the job (and host memory) until the timeout.
+#[tokio::test]
+async fn an_endless_model_reply_is_cut_off_at_the_cap_without_being_read_whole() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<usize>();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        common::read_http_request(&mut sock).await;
+        // Chunked, no Content-Length: the cap can only be found by reading.
+        let _ = sock
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await;
+        let chunk = format!("{:x}\r\n{}\r\n", 1 << 16, " ".repeat(1 << 16));
+        let mut sent = 0usize;
+        // Up to 1 GiB; the host must hang up long before.
+        while sent < 1 << 30 {
+            if sock.write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+            sent += 1 << 16;
+        }
+        let _ = sent_tx.send(sent);
+    });
+    let (_d, host) = host_for(port);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let end = summarize(&mut c, "tier-fast/small", json!({"model.use": ["*"]}))
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(end["payload"]["code"], "INTERNAL_ERROR", "{end}");
+    assert!(
+        end["payload"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("limit"),
+        "{end}"
+    );
+    let sent = tokio::time::timeout(std::time::Duration::from_secs(20), sent_rx)
+        .await
+        .expect("the host hung up")
+        .unwrap();
+    assert!(
+        sent < 64 << 20,
+        "the host read {sent} bytes of an 8 MiB-capped reply"
+    );
+}

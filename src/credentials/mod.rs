@@ -16,6 +16,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+/// Largest reply the provisioner may send (a key record is a few hundred bytes).
+const MAX_REPLY_BYTES: usize = 1 << 20;
+
 /// A freshly minted credential.
 #[derive(Debug, Clone)]
 pub struct Minted {
@@ -88,7 +91,10 @@ impl LiteLlm {
         }
         let resp = req.send().await.map_err(|e| format!("{path}: {e}"))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| format!("{path}: {e}"))?;
+        let bytes = crate::sandbox::read_body_within(resp, MAX_REPLY_BYTES)
+            .await
+            .map_err(|e| format!("{path}: {e}"))?;
+        let text = String::from_utf8_lossy(&bytes);
         if !status.is_success() {
             return Err(format!("{path} answered {status}"));
         }

@@ -294,7 +294,7 @@ async fn fetch(
         if let Some(b) = &body {
             req = req.body(b.clone());
         }
-        let mut resp = req.send().await.map_err(send_failure)?;
+        let resp = req.send().await.map_err(send_failure)?;
         let status = resp.status();
         if status.is_redirection()
             && let Some(location) = resp.headers().get(reqwest::header::LOCATION)
@@ -327,16 +327,11 @@ async fn fetch(
                 )
             })
             .collect();
-        let mut data = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(send_failure)? {
-            if data.len() + chunk.len() > net.policy.max_response_bytes {
-                return Err(invalid(format!(
-                    "response body is over the runtime's {}-byte limit",
-                    net.policy.max_response_bytes
-                )));
-            }
-            data.extend_from_slice(&chunk);
-        }
+        let data = match super::read_body_within(resp, net.policy.max_response_bytes).await {
+            Ok(data) => data,
+            Err(super::BodyError::Read(e)) => return Err(send_failure(e)),
+            Err(too_large) => return Err(invalid(format!("{too_large} of this runtime"))),
+        };
         return Ok(capabilities::HttpResponse {
             status: status.as_u16(),
             headers,

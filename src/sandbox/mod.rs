@@ -21,7 +21,7 @@ pub(crate) use host::bounded_to;
 pub use host::{JobSink, StreamSummary, Usage};
 pub use limits::JobLimiter;
 pub use model::{ModelGateway, ModelPrice};
-pub use net::{NetClient, NetPolicy, is_public};
+pub use net::{BodyError, NetClient, NetPolicy, is_public, read_body_within};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};

@@ -99,13 +99,9 @@ impl ModelGateway {
             .await
             .map_err(|e| upstream(format!("model endpoint unreachable: {e}")))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
+        let bytes = super::read_body_within(resp, self.max_response_bytes)
             .await
             .map_err(|e| upstream(format!("model endpoint: {e}")))?;
-        if bytes.len() > self.max_response_bytes {
-            return Err(upstream("model reply is too large".into()));
-        }
         let body = String::from_utf8_lossy(&bytes).into_owned();
         if !status.is_success() {
             return Err(upstream(format!("model endpoint answered {status}")));

@@ -103,6 +103,38 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// Why a response body was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body would pass the cap (said by its `Content-Length`, or found while
+    /// reading it; nothing past the cap is read).
+    #[error("the response body is over the {0}-byte limit")]
+    TooLarge(usize),
+    /// The connection failed while reading.
+    #[error("reading the response body: {0}")]
+    Read(#[from] reqwest::Error),
+}
+
+/// Reads `resp`'s body chunk by chunk and gives up as soon as it would pass `max`
+/// bytes, so that a hostile or broken server costs at most `max` bytes of memory
+/// (a `Content-Length` over `max` is refused before anything is read).
+pub async fn read_body_within(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge(max));
+    }
+    let mut data = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if data.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge(max));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
+}
+
 /// Resolves names and drops the addresses the policy refuses.
 struct GuardedResolver {
     allow_private: bool,
