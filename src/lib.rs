@@ -10,18 +10,21 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod credentials;
-pub mod error;
 pub mod jobs;
-pub mod lease;
 pub mod metrics;
 pub mod plugins;
-pub mod protocol;
 pub mod runtime;
 pub mod sandbox;
 pub mod scaffold;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod transport;
+
+// Wire types, the error taxonomy and leases live in their own crate (no I/O, no
+// wasmtime), so that they can be fuzzed on their own (fuzz/); re-exported here so
+// that `crate::protocol`, `crate::error` and `crate::lease` paths are unchanged.
+pub use arcp_protocol::{error, lease, protocol};
 
 pub use error::{ArcpError, ErrorCode};
 pub use runtime::Runtime;

@@ -85,6 +85,51 @@ async fn huge_strings_under_the_frame_limit_are_served_and_errors_quoting_them_s
     );
 }
 
+/// Regression (found while writing the fuzz target): `job.cancelled` echoed the
+/// client's `reason` and `session.pong` its `nonce` whole, so a request near the
+/// 1 MiB inbound limit got a reply over the 1 MiB a frame may carry, and the
+/// reference client closed its own connection (1009).
+#[tokio::test]
+async fn replies_that_echo_client_strings_stay_small() {
+    let host = Host::start(&bundled_plugins(), &[]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let big = "r".repeat(1000 << 10);
+    let acc = c
+        .submit(json!({"agent": "sleeper", "input": {"seconds": 30}}))
+        .await;
+    let job_id = acc["job_id"].as_str().unwrap().to_owned();
+    c.send_env("job.cancel", json!({"reason": big}), Some(&job_id))
+        .await;
+    let cancelled = c.until("job.cancelled").await.pop().unwrap();
+    let reason = cancelled["payload"]["reason"].as_str().unwrap();
+    assert!(reason.len() < 2048, "{} bytes echoed", reason.len());
+    assert!(reason.contains("truncated from"), "{reason:.80}");
+    assert_eq!(
+        c.until_terminal().await.pop().unwrap()["payload"]["final_status"],
+        "cancelled"
+    );
+    // A ping with a huge nonce is refused (a pong must echo it whole), briefly.
+    c.send(
+        "session.ping",
+        json!({"nonce": big, "sent_at": "2026-01-01T00:00:00Z"}),
+    )
+    .await;
+    let refused = c.until("session.error").await.pop().unwrap();
+    assert_eq!(
+        refused["payload"]["code"], "INVALID_REQUEST",
+        "{refused:.200}"
+    );
+    assert!(refused.to_string().len() < 16 << 10);
+    // The session goes on.
+    c.send(
+        "session.ping",
+        json!({"nonce": "n1", "sent_at": "2026-01-01T00:00:00Z"}),
+    )
+    .await;
+    let pong = c.until("session.pong").await.pop().unwrap();
+    assert_eq!(pong["payload"]["ping_nonce"], "n1");
+}
+
 #[tokio::test]
 async fn resume_tokens_are_single_use_and_bound_to_their_principal() {
     let host = Host::start(&bundled_plugins(), &[]);

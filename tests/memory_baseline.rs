@@ -111,14 +111,16 @@ async fn the_hosts_memory_does_not_grow_from_one_round_of_hostile_work_to_the_ne
     let pid = host.child.id();
     let settle = || tokio::time::sleep(Duration::from_millis(1500));
     let idle = resident_bytes(pid);
-    // Warm-up: the allocator's high-water mark settles over the first rounds (the
-    // floods' queues, the concurrent bursts): measured +9, +18 and +16 MiB.
+    // Warm-up: pools, caches and the allocator's arenas fill over the first rounds
+    // (measured: idle 15 MiB, 22 MiB after three rounds).
     for _ in 0..3 {
         round(&host.url).await;
     }
     settle().await;
     let warm = resident_bytes(pid);
-    // Measured over 14 rounds after that: +0.4 MiB a round at first, then flat.
+    // Measured after that: about +0.5 MiB a round (before the host set glibc's
+    // mmap threshold, a 16 MiB log line could keep 16 MiB resident for good, and
+    // this grew by 16 MiB in random rounds).
     let mut after = Vec::new();
     for _ in 0..3 {
         round(&host.url).await;
@@ -141,7 +143,7 @@ async fn the_hosts_memory_does_not_grow_from_one_round_of_hostile_work_to_the_ne
     // add more than 8 MiB: allocator noise, not a leak per job (1 KiB a job would
     // be 1.5 MiB a round).
     assert!(last <= warm + (8 << 20), "{report}");
-    // And the guest memory itself is given back: nowhere near the 600 MiB the hogs
-    // of one round touched stays resident.
-    assert!(last <= idle + (128 << 20), "{report}");
+    // And the guest memory and the large buffers are given back: nowhere near the
+    // 600 MiB the hogs of one round touched, or its 16 MiB log line, stays resident.
+    assert!(last <= idle + (32 << 20), "{report}");
 }

@@ -34,6 +34,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
+/// Longest cancel reason echoed in `job.cancelled`, in bytes.
+const MAX_CANCEL_REASON_BYTES: usize = 1024;
 /// The largest event body: the frame limit less room for the envelope.
 const EVENT_BODY_LIMIT: usize = crate::protocol::MAX_OUTBOUND_FRAME - (64 << 10);
 
@@ -991,7 +993,7 @@ impl JobManager {
             .expires_at
             .map(|at| tokio::time::Instant::now() + left(at) + grace);
         // Every log line of the job carries its id and the ARCP trace id.
-        let span = tracing::info_span!("job", job_id = %job.id, agent = %job.agent, trace_id = %job.trace_id);
+        let span = crate::telemetry::job_span(&job.id, &job.agent, &job.trace_id);
         tokio::spawn(
             manager
                 .drive(job, plugin, spec, cancel_rx, max_runtime, lease_deadline)
@@ -1184,7 +1186,10 @@ impl JobManager {
         }
         let ack = CancelledPayload {
             job_id: job_id.clone(),
-            reason: req.reason,
+            // Echoed to the client: cut, so that the reply stays inside a frame.
+            reason: req
+                .reason
+                .map(|r| crate::sandbox::bounded_to(r, MAX_CANCEL_REASON_BYTES)),
         };
         outbox
             .send(

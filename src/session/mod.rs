@@ -38,6 +38,8 @@ pub const RUNTIME_FEATURES: &[&str] = &[
 
 /// How long a client has to send `session.hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest client string a reply echoes whole (a ping's nonce).
+const MAX_ECHOED_BYTES: usize = 1024;
 
 /// A session's state, which outlives its connections.
 pub struct SessionState {
@@ -446,6 +448,11 @@ async fn dispatch(rt: &Arc<Runtime>, session: &Arc<SessionState>, env: Envelope)
         "session.list_jobs" => list_jobs(rt, session, &env).await,
         "session.ack" => ack(session, &env),
         "session.ping" => match env.payload_as::<PingPayload>() {
+            // The pong echoes the nonce whole, so a long one is refused, not cut:
+            // the reply must stay well inside a frame.
+            Ok(ping) if ping.nonce.len() > MAX_ECHOED_BYTES => Err(ArcpError::invalid(format!(
+                "a ping nonce may be at most {MAX_ECHOED_BYTES} bytes"
+            ))),
             Ok(ping) => {
                 let pong = PongPayload {
                     ping_nonce: ping.nonce,

@@ -86,7 +86,9 @@ impl Budget {
         let Some(left) = self.remaining.get_mut(currency) else {
             return Charge::Refused(format!("this job has no budget in {currency:?}"));
         };
-        *left -= amount;
+        // Charges go on after a budget is spent (metrics are not refused), so the
+        // counter may run past `Decimal::MIN`: it saturates there.
+        *left = left.saturating_sub(amount);
         Charge::Charged {
             currency: currency.to_owned(),
             remaining: *left,
@@ -147,6 +149,27 @@ mod tests {
             none.charge_metric("cost.x", 1.0, Some("USD")),
             Charge::NotACharge
         );
+    }
+
+    #[test]
+    fn charges_past_the_decimal_range_saturate_instead_of_overflowing() {
+        // Found while writing the fuzz target (input in
+        // `fuzz/regressions/charges-past-the-decimal-range.json`): `Decimal`'s `-=`
+        // panics on overflow, and nothing stops a plugin (or the `spender` agent,
+        // from its client's input) from emitting charges after the budget is spent.
+        let mut b = budget(json!({"cost.budget": ["USD:1"]}));
+        for _ in 0..3 {
+            assert!(matches!(
+                b.charge_metric("cost.x", 7.9e28, Some("USD")),
+                Charge::Charged { .. }
+            ));
+        }
+        assert_eq!(b.remaining()["USD"], Decimal::MIN);
+        assert_eq!(b.exhausted(), Some("USD"));
+        assert!(matches!(
+            b.charge("USD", Decimal::MAX),
+            Charge::Charged { remaining, .. } if remaining == Decimal::MIN
+        ));
     }
 
     #[test]

@@ -49,6 +49,8 @@ impl Lease {
         let Some(request) = request else {
             return Ok(Lease::default());
         };
+        // Per-currency totals of `cost.budget`: each must fit a `Decimal`.
+        let mut totals: BTreeMap<String, Decimal> = BTreeMap::new();
         for (namespace, patterns) in request {
             if !valid_namespace(namespace) {
                 return Err(ArcpError::invalid(format!(
@@ -85,9 +87,17 @@ impl Lease {
                     })?;
                 }
                 if namespace == "cost.budget" {
-                    BudgetAmount::parse(p).map_err(|why| {
+                    let a = BudgetAmount::parse(p).map_err(|why| {
                         ArcpError::invalid(format!(
                             "lease_request[\"cost.budget\"]: malformed amount {p:?}: {why}"
+                        ))
+                    })?;
+                    let total = totals.entry(a.currency.clone()).or_insert(Decimal::ZERO);
+                    *total = total.checked_add(a.amount).ok_or_else(|| {
+                        ArcpError::invalid(format!(
+                            "lease_request[\"cost.budget\"]: the {} amounts add up to more than {}",
+                            a.currency,
+                            Decimal::MAX
                         ))
                     })?;
                 }
@@ -180,12 +190,14 @@ impl Lease {
             .map(|d| rust_decimal::prelude::ToPrimitive::to_u64(&d.trunc()).unwrap_or(u64::MAX))
     }
 
-    /// Initial budget counters from `cost.budget`, summed per currency.
+    /// Initial budget counters from `cost.budget`, summed per currency (a sum past
+    /// `Decimal::MAX`, which `from_request` refuses, saturates).
     pub fn budgets(&self) -> BTreeMap<String, Decimal> {
         let mut out = BTreeMap::new();
         for p in self.patterns("cost.budget") {
             if let Ok(a) = BudgetAmount::parse(p) {
-                *out.entry(a.currency).or_insert(Decimal::ZERO) += a.amount;
+                let total = out.entry(a.currency).or_insert(Decimal::ZERO);
+                *total = total.saturating_add(a.amount);
             }
         }
         out
@@ -309,6 +321,39 @@ mod tests {
         let b = lease.budgets();
         assert_eq!(b["USD"], Decimal::from_str("0.30").unwrap());
         assert_eq!(budget_to_wire(&b)["USD"], json!("USD:0.30"));
+    }
+
+    #[test]
+    fn budget_amounts_whose_sum_overflows_are_refused_not_a_panic() {
+        // Found while writing the fuzz target (input in
+        // `fuzz/regressions/budget-sum-overflows-a-decimal.json`): two amounts in one
+        // currency summing past `Decimal::MAX` were accepted, and `budgets()` then
+        // panicked ("Addition overflowed") while the runtime built `job.accepted`.
+        let max = Decimal::MAX.to_string();
+        let err = Lease::from_request(Some(&req(
+            json!({"cost.budget": [format!("USD:{max}"), "USD:1"]}),
+        )))
+        .unwrap_err();
+        assert_eq!(err.code, crate::error::ErrorCode::InvalidRequest);
+        assert!(err.message.contains("USD"), "{}", err.message);
+        // The largest amount alone, or in different currencies, is fine.
+        let lease = Lease::from_request(Some(&req(
+            json!({"cost.budget": [format!("USD:{max}"), format!("EUR:{max}")]}),
+        )))
+        .unwrap();
+        assert_eq!(lease.budgets()["USD"], Decimal::MAX);
+        // A ceiling (read from a sidecar, not through `from_request`) saturates.
+        let mut grants = BTreeMap::new();
+        grants.insert(
+            "cost.budget".to_owned(),
+            vec![format!("USD:{max}"), format!("USD:{max}")],
+        );
+        let ceiling = Lease { grants };
+        assert_eq!(ceiling.budgets()["USD"], Decimal::MAX);
+        assert_eq!(
+            Lease::default().within(&ceiling).unwrap().budgets()["USD"],
+            Decimal::MAX
+        );
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub struct Envelope {
 }
 
 /// What could be recovered from a frame that failed to decode: its `id` and `type`
-/// when they were readable, so that an error reply can name them.
+/// when they were readable and at most [`MAX_ID_LEN`] long, so that an error reply
+/// can name them.
 #[derive(Debug, Clone, Default)]
 pub struct DecodeFailure {
     /// The envelope id, if one was readable.
@@ -85,21 +86,23 @@ impl Envelope {
         let kind = match obj.remove("type") {
             Some(Value::String(s)) if !s.is_empty() => Some(s),
             Some(_) => {
+                // The id is echoed in the error (`request_id`): never an over-long one.
                 return Err(fail(
-                    id,
+                    id.filter(|id| id.len() <= MAX_ID_LEN),
                     None,
                     "envelope `type` must be a non-empty string".into(),
                 ));
             }
             None => None,
         };
+        let short_kind = || kind.clone().filter(|k| k.len() <= MAX_ID_LEN);
         let Some(id) = id else {
-            return Err(fail(None, kind, "envelope is missing `id`".into()));
+            return Err(fail(None, short_kind(), "envelope is missing `id`".into()));
         };
         if id.len() > MAX_ID_LEN {
             return Err(fail(
                 None,
-                kind,
+                short_kind(),
                 format!("envelope `id` is longer than {MAX_ID_LEN} characters"),
             ));
         }
@@ -443,6 +446,27 @@ mod tests {
             assert_eq!(err.code, ErrorCode::InvalidRequest, "{frame}");
             assert!(err.message.contains(needle), "{frame}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn an_over_long_id_is_never_echoed_even_when_the_type_is_bad() {
+        // Found by fuzz/ (`fuzz/regressions/long-id-with-a-bad-type.json`): a bad
+        // `type` was reported before the id's length was checked, so an id of up to
+        // the frame limit came back in the error's `request_id`.
+        let long = "1".repeat(MAX_ID_LEN + 1);
+        for frame in [
+            format!(r#"{{"id":"{long}","type":{{"a":1}}}}"#),
+            format!(r#"{{"id":"{long}","type":""}}"#),
+            format!(r#"{{"id":"{long}","type":"{long}"}}"#),
+            format!(r#"{{"type":"{long}"}}"#),
+        ] {
+            let f = Envelope::decode(&frame).unwrap_err();
+            assert_eq!(f.error.code, ErrorCode::InvalidRequest, "{frame}");
+            assert!(f.id.is_none_or(|id| id.len() <= MAX_ID_LEN), "{frame}");
+            assert!(f.kind.is_none_or(|k| k.len() <= MAX_ID_LEN), "{frame}");
+        }
+        let ok = Envelope::decode(r#"{"id":"a","type":{}}"#).unwrap_err();
+        assert_eq!(ok.id.as_deref(), Some("a"), "a short id is still named");
     }
 
     #[test]
