@@ -1,43 +1,194 @@
 #!/usr/bin/env bash
-# Reruns every figure in BENCHMARKS.md. arcp-host runs in release with the SQLite
-# store. The round trip is measured the same way for every runtime: the load
-# generator (`arcp-host bench --url`) in its own process against a server process,
-# arcp-host's and the reference Python runtime's, in the same run.
+# Reruns every figure in BENCHMARKS.md in one run, and prints ratios pair by pair:
+#
+# - arcp-host in-process (`arcp-host bench`): plugin load and instantiation, lease
+#   check, host call, fuel and epoch-interruption overhead, round trip, cancel
+#   latency, noisy neighbours;
+# - start-up of `arcp-host serve` with 20 cached plugins;
+# - three server processes measured the same way by the same load generator
+#   (`arcp-host bench --url … --pid …`, its own process): arcp-host with the SQLite
+#   store, arcp-host in memory, and the reference Python runtime
+#   (agentruntimecontrolprotocol 1.1.3, benches/reference_runtime_full.py); each gets
+#   sequential echo round trips, a one-job event flood, many sessions × many echo
+#   jobs, and concurrent sleepers, with its CPU time and RSS read from /proc;
+# - the Rust SDK peer (crates.io arcp 2.0.0, benches/peer-rust): its runtime with
+#   native handlers driven by its own client (another wire format: an anchor).
+#
+# Knobs (environment): ARCP_BENCH_EVENTS (200000), ARCP_BENCH_SESSIONS (1000),
+# ARCP_BENCH_JOBS (10 per session), ARCP_BENCH_SLEEPERS (10000),
+# ARCP_BENCH_SLEEP_SECS (5). Arguments are passed to the in-process `arcp-host bench`.
 # Needs the interop virtualenv (created by `cargo test --test interop`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -q
+CARGO_TARGET_DIR=target/peer-rust cargo build --release -q --manifest-path benches/peer-rust/Cargo.toml
 venv=target/tmp/interop-venv/bin/python
 [ -x "$venv" ] || cargo test --locked -q --test interop
 bin=./target/release/arcp-host
-echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo
-echo "# arcp-host in-process: plugins, round trip, cancel"
-$bin bench "$@"
-
-wait_for() { for _ in $(seq 1 300); do grep -q "listening on" "$1" && return 0; sleep 0.1; done; cat "$1"; return 1; }
-data=$(mktemp -d)
-$bin serve --listen 127.0.0.1:0 --data "$data" --token bench-token=bench > /tmp/arcp-ours.log 2>&1 &
-ours=$!
-$bin serve --listen 127.0.0.1:0 --in-memory --data "$data/mem" --token bench-token=bench > /tmp/arcp-ours-mem.log 2>&1 &
-ours_mem=$!
-port=$((20000 + RANDOM % 20000))
-"$venv" benches/reference_runtime.py "$port" bench-token > /tmp/arcp-ref.log 2>&1 &
-ref=$!
-trap 'kill $ours $ours_mem $ref 2>/dev/null || true; rm -rf "$data"' EXIT
-wait_for /tmp/arcp-ours.log
-wait_for /tmp/arcp-ours-mem.log
-wait_for /tmp/arcp-ref.log
-ours_url=$(grep -o 'ws://[^ ]*' /tmp/arcp-ours.log | head -n1)
-mem_url=$(grep -o 'ws://[^ ]*' /tmp/arcp-ours-mem.log | head -n1)
+peer=./target/peer-rust/release/arcp-peer-bench
 events=${ARCP_BENCH_EVENTS:-200000}
+sessions=${ARCP_BENCH_SESSIONS:-1000}
+jobs=${ARCP_BENCH_JOBS:-10}
+sleepers=${ARCP_BENCH_SLEEPERS:-10000}
+sleep_secs=${ARCP_BENCH_SLEEP_SECS:-5}
+out=$(mktemp -d)
+data=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$data"
+}
+trap cleanup EXIT
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), ulimit -n $(ulimit -n)"
+echo "# outputs kept in $out"
+echo
+echo "# arcp-host in-process: plugins, sandbox costs, round trip, cancel, noisy neighbours"
+ARCP_LOG=${ARCP_LOG:-warn} $bin bench "$@" | tee "$out/inproc.txt"
+
+wait_for() { for _ in $(seq 1 3000); do grep -q "listening on" "$1" && return 0; sleep 0.002; done; cat "$1"; return 1; }
+
+echo
+echo "# start-up: arcp-host serve with 20 cached plugins, exec → 'listening on' (5 runs)"
+# The 11 bundled plugins and 9 more made distinct by an extra custom section (so each
+# has its own sha256 and cache entry).
+plug="$data/plugins20"
+mkdir -p "$plug"
+cp plugins/*.wasm "$plug/"
+i=0
+for f in plugins/echo@1.0.0.wasm plugins/ticker@1.0.0.wasm plugins/sleeper@1.0.0.wasm; do
+    base=$(basename "$f" .wasm)
+    for v in 1 2 3; do
+        i=$((i + 1))
+        { cat "$f"; printf '\x00\x07\x05bench%s' "$v"; } > "$plug/${base%@*}@9.$v.$i.wasm"
+    done
+done
+n_plugins=$(ls "$plug"/*.wasm | wc -l)
+start_once() {
+    local log="$data/start.log" t0 t1 p
+    : > "$log"
+    t0=$(date +%s%N)
+    $bin serve --listen 127.0.0.1:0 --plugins "$plug" --data "$data/start" --token s=s > "$log" 2>&1 &
+    p=$!
+    wait_for "$log"
+    t1=$(date +%s%N)
+    kill "$p"; wait "$p" 2>/dev/null || true
+    echo $(( (t1 - t0) / 1000 ))
+}
+cold=$(start_once)
+grep -q "failed to load\|error" "$data/start.log" && { echo "plugins failed to load:"; cat "$data/start.log"; }
+echo "first start (compiles $n_plugins plugins): $((cold / 1000)) ms"
+starts=()
+for _ in 1 2 3 4 5; do starts+=("$(start_once)"); done
+printf '%s\n' "${starts[@]}" | sort -n | awk -v n="$n_plugins" '{ a[NR] = $1 / 1000 } END {
+    printf "cached start with %d plugins: median %.1f ms, min %.1f ms, max %.1f ms\n", n, a[3], a[1], a[5] }' \
+    | tee "$out/startup.txt"
+
+# Four principals, so that neither the session cap (1024) nor the running-jobs cap
+# (10000) of one principal refuses the load.
+tokens=bench-token-0,bench-token-1,bench-token-2,bench-token-3
+token_flags=(--token bench-token-0=bench-0 --token bench-token-1=bench-1 --token bench-token-2=bench-2 --token bench-token-3=bench-3)
+$bin serve --listen 127.0.0.1:0 --data "$data/sqlite" "${token_flags[@]}" > "$out/ours.log" 2>&1 &
+ours=$!; pids+=("$ours")
+$bin serve --listen 127.0.0.1:0 --in-memory --data "$data/mem" "${token_flags[@]}" > "$out/ours-mem.log" 2>&1 &
+ours_mem=$!; pids+=("$ours_mem")
+port=$((20000 + RANDOM % 20000))
+"$venv" benches/reference_runtime_full.py "$port" bench-token-0 > "$out/ref.log" 2>&1 &
+ref=$!; pids+=("$ref")
+wait_for "$out/ours.log"
+wait_for "$out/ours-mem.log"
+wait_for "$out/ref.log"
+ours_url=$(grep -o 'ws://[^ ]*' "$out/ours.log" | head -n1)
+mem_url=$(grep -o 'ws://[^ ]*' "$out/ours-mem.log" | head -n1)
+ref_url="ws://127.0.0.1:$port/arcp"
+load=(--events "$events" --sessions "$sessions" --jobs-per-session "$jobs" --sleepers "$sleepers" --sleep-secs "$sleep_secs")
 
 echo
 echo "# arcp-host serve (separate process, SQLite store)"
-$bin bench --url "$ours_url" --bench-token bench-token --events "$events" "$@"
+ARCP_LOG=${ARCP_LOG:-warn} $bin bench --url "$ours_url" --bench-token "$tokens" --pid "$ours" "${load[@]}" | tee "$out/ours.txt"
 echo
 echo "# arcp-host serve (separate process, in-memory store)"
-$bin bench --url "$mem_url" --bench-token bench-token --events "$events" "$@"
+ARCP_LOG=${ARCP_LOG:-warn} $bin bench --url "$mem_url" --bench-token "$tokens" --pid "$ours_mem" "${load[@]}" | tee "$out/ours-mem.txt"
 echo
 echo "# reference Python runtime (agentruntimecontrolprotocol 1.1.3), same load generator"
-$bin bench --url "ws://127.0.0.1:$port/arcp" --bench-token bench-token "$@"
+ARCP_LOG=${ARCP_LOG:-warn} $bin bench --url "$ref_url" --bench-token bench-token-0 --pid "$ref" "${load[@]}" | tee "$out/ref.txt"
+echo
+echo "# arcp-host serve with limits.pool_instances = 0 (on-demand instance allocation), sleepers only"
+printf 'plugins = "%s/plugins"\n[limits]\npool_instances = 0\n' "$PWD" > "$data/pool0.toml"
+$bin serve --config "$data/pool0.toml" --listen 127.0.0.1:0 --data "$data/pool0" "${token_flags[@]}" > "$out/ours-pool0.log" 2>&1 &
+pool0=$!; pids+=("$pool0")
+wait_for "$out/ours-pool0.log"
+pool0_url=$(grep -o 'ws://[^ ]*' "$out/ours-pool0.log" | head -n1)
+ARCP_LOG=${ARCP_LOG:-warn} $bin bench --url "$pool0_url" --bench-token "$tokens" --pid "$pool0" --round-trips 0 \
+    --sleepers "$sleepers" --sleep-secs "$sleep_secs" | tee "$out/ours-pool0.txt"
+kill "$pool0"
+echo "(vm.max_map_count: $(cat /proc/sys/vm/max_map_count))"
+echo
+echo "# Rust SDK peer (crates.io arcp 2.0.0), native handlers, its own client"
+$peer 2000 "$events" | tee "$out/peer.txt"
+
+echo
+echo "# summary"
+python3 - "$out" <<'EOF'
+import re, sys
+out = sys.argv[1]
+
+def sections(name):
+    """{heading: text} of one output file."""
+    try:
+        text = open(f"{out}/{name}").read()
+    except OSError:
+        return {}
+    parts, head = {}, ""
+    for line in text.splitlines():
+        if line.startswith("## ") or line.startswith("# "):
+            head = line
+            parts.setdefault(head, "")
+        else:
+            parts[head] = parts.get(head, "") + line + "\n"
+    return parts
+
+def grab(name, heading, pattern):
+    for head, body in sections(name).items():
+        if heading in head:
+            m = re.search(pattern, body)
+            if m:
+                return float(m.group(1))
+    return None
+
+runs = {"ours": "ours.txt", "ours-mem": "ours-mem.txt", "ours-pool0": "ours-pool0.txt", "reference": "ref.txt", "sdk-peer": "peer.txt"}
+rows = [
+    ("echo round trip p50 ms", "round trip", r"p50=([\d.]+) ms", "low"),
+    ("echo round trip p99 ms", "round trip", r"p99=([\d.]+) ms", "low"),
+    ("echo round trip p999 ms", "round trip", r"p999=([\d.]+) ms", "low"),
+    ("events/s, one job → one client", "events from one job", r"(\d+) events/s", "high"),
+    ("jobs/s, sessions × echo jobs", "sessions ×", r"([\d.]+) jobs/s", "high"),
+    ("errors, sessions × echo jobs", "sessions ×", r"errors (\d+)", "low"),
+    ("sessions × jobs latency p99 ms", "sessions ×", r"latency: n=\d+ p50=[\d.]+ ms p99=([\d.]+) ms", "low"),
+    ("sleepers accepted", "sleepers", r"(\d+) accepted", "high"),
+    ("sleepers succeeded", "sleepers", r"(\d+) succeeded", "high"),
+    ("sleepers wall s", "sleepers", r"\) in ([\d.]+) s", "low"),
+    ("sleepers peak RSS MiB", "sleepers", r"MiB before, ([\d.]+) MiB peak", "low"),
+    ("sleepers KiB per job that ran", "sleepers", r"per job that ran ([\d.]+) KiB", "low"),
+    ("CPU s in the sleepers phase", "sleepers", r"CPU ([\d.]+) s", "low"),
+    ("CPU s in the sessions phase", "sessions ×", r"CPU ([\d.]+) s", "low"),
+    ("CPU s in the event flood", "events from one job", r"CPU ([\d.]+) s", "low"),
+]
+fmt = lambda v: "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.0f}")
+print(f"{'what':<34}" + "".join(f"{k:>11}" for k in runs) + f"{'ours/ref':>10}{'ours/peer':>10}{'mem/ours':>10}")
+for label, heading, pattern, _ in rows:
+    vals = {k: grab(f, heading, pattern) for k, f in runs.items()}
+    ratio = lambda a, b: "-" if a is None or not b else f"{a / b:.2f}"
+    print(f"{label:<34}" + "".join(f"{fmt(vals[k]):>11}" for k in runs)
+          + f"{ratio(vals['ours'], vals['reference']):>10}{ratio(vals['ours'], vals['sdk-peer']):>10}"
+          + f"{ratio(vals['ours-mem'], vals['ours']):>10}")
+print()
+inproc = open(f"{out}/inproc.txt").read()
+m = re.search(r"## echo submit→result round trip over[^\n]*\n(n=[^\n]*)", inproc)
+print("in-process echo round trip:", m.group(1) if m else "-")
+for pat in [r"^(lease check \([^\n]*)", r"^(host call \([^\n]*)", r"^(compute \([^\n]*)", r"^(epoch interruption \([^\n]*)"]:
+    m = re.search(pat, inproc, re.M)
+    if m:
+        print(m.group(1))
+print(open(f"{out}/startup.txt").read().strip())
+EOF

@@ -7,7 +7,9 @@
 use crate::client::Client;
 use crate::runtime::Runtime;
 use crate::sandbox::{Flavor, JobSink, Sandbox};
+use anyhow::Context as _;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -23,6 +25,8 @@ pub struct Percentiles {
     pub p50: Duration,
     /// 99th percentile.
     pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
     /// Largest sample.
     pub max: Duration,
 }
@@ -38,6 +42,7 @@ impl Percentiles {
             n: samples.len(),
             p50: at(0.50),
             p99: at(0.99),
+            p999: at(0.999),
             max: samples[samples.len() - 1],
         }
     }
@@ -48,10 +53,11 @@ impl std::fmt::Display for Percentiles {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         write!(
             f,
-            "n={} p50={:.3} ms p99={:.3} ms max={:.3} ms",
+            "n={} p50={:.3} ms p99={:.3} ms p999={:.3} ms max={:.3} ms",
             self.n,
             ms(self.p50),
             ms(self.p99),
+            ms(self.p999),
             ms(self.max)
         )
     }
@@ -380,4 +386,642 @@ pub async fn event_rate(url: &str, token: &str, n: u64) -> anyhow::Result<f64> {
     let elapsed = t.elapsed();
     anyhow::ensure!(events == n, "expected {n} events, got {events}");
     Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// What `/proc` says about a process: the CPU time it has used and its resident
+/// memory, now and at its peak. Any process on this machine can be measured this way
+/// (this runtime over `--url`, the reference Python one, ourselves).
+#[derive(Debug, Clone, Copy)]
+pub struct ProcSample {
+    /// User + system CPU time so far (`utime + stime` of `/proc/PID/stat`).
+    pub cpu: Duration,
+    /// Resident memory now (`VmRSS`), bytes.
+    pub rss: u64,
+    /// Peak resident memory so far (`VmHWM`), bytes.
+    pub hwm: u64,
+    /// When it was taken.
+    pub at: Instant,
+}
+
+/// Reads [`ProcSample`] of process `pid`.
+pub fn proc_sample(pid: u32) -> anyhow::Result<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Field 2 (the command) is in parentheses and may hold spaces: split after the
+    // last ')'. What follows starts at field 3; utime and stime are fields 14 and 15.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(n - 3).context("short /proc/PID/stat")?.parse()?)
+    };
+    let ticks = field(14)? + field(15)?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0).unwrap_or(100);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |k| k * 1024)
+    };
+    Ok(ProcSample {
+        cpu: Duration::from_secs_f64(ticks as f64 / hz as f64),
+        rss: kib("VmRSS:"),
+        hwm: kib("VmHWM:"),
+        at: Instant::now(),
+    })
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
+
+/// The measured runtime's CPU time and memory around one phase of the bench: take
+/// [`Phase::begin`] before it and print [`Phase::end`] after.
+pub struct Phase {
+    pid: Option<u32>,
+    before: Option<ProcSample>,
+}
+
+impl Phase {
+    /// Samples `pid` (if any) now.
+    pub fn begin(pid: Option<u32>) -> Phase {
+        Phase {
+            pid,
+            before: pid.and_then(|p| proc_sample(p).ok()),
+        }
+    }
+
+    /// What the process used since [`Phase::begin`], as one line (`None` without a
+    /// pid).
+    pub fn end(self) -> Option<String> {
+        let pid = self.pid?;
+        let Some(before) = self.before else {
+            return Some(format!("runtime pid {pid}: could not read /proc/{pid}"));
+        };
+        Some(match proc_sample(pid) {
+            Ok(after) => {
+                let cpu = after.cpu.saturating_sub(before.cpu).as_secs_f64();
+                let wall = after.at.duration_since(before.at).as_secs_f64();
+                format!(
+                    "runtime pid {pid}: CPU {cpu:.2} s (user+sys) in {wall:.2} s wall ({:.0}% of one core); RSS {:.1} -> {:.1} MiB, peak (VmHWM) {:.1} -> {:.1} MiB",
+                    cpu / wall.max(1e-9) * 100.0,
+                    mib(before.rss),
+                    mib(after.rss),
+                    mib(before.hwm),
+                    mib(after.hwm)
+                )
+            }
+            Err(e) => format!("runtime pid {pid}: {e:#}"),
+        })
+    }
+}
+
+/// Bearer tokens from a comma-separated list (sessions take them round robin, so
+/// that several principals can share a load past one principal's session cap).
+pub fn split_tokens(list: &str) -> Vec<String> {
+    let tokens: Vec<String> = list.split(',').map(str::to_owned).collect();
+    if tokens.is_empty() {
+        vec![String::new()]
+    } else {
+        tokens
+    }
+}
+
+/// Makes sure this process may hold `need` open files (raising its soft limit up to
+/// the hard one if it must): every WebSocket connection is a descriptor here, and
+/// two when the runtime is in the same process.
+pub fn ensure_open_files(need: u64) -> anyhow::Result<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Ok(());
+    }
+    if lim.rlim_cur >= need {
+        return Ok(());
+    }
+    let raised = libc::rlimit {
+        rlim_cur: lim.rlim_max.min(need.max(lim.rlim_cur)),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: setrlimit reads the struct it is given.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+    anyhow::ensure!(
+        raised.rlim_cur >= need,
+        "this load needs {need} open files but `ulimit -n` allows {} (hard limit {}): raise it",
+        lim.rlim_cur,
+        lim.rlim_max
+    );
+    Ok(())
+}
+
+/// Opens `n` sessions, at most 64 handshakes at a time (a burst of a thousand
+/// connects would overflow the listener's backlog), tokens taken round robin.
+async fn connect_many(url: &str, tokens: &[String], n: usize) -> Vec<anyhow::Result<Client>> {
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let (url, token, gate) = (
+            url.to_owned(),
+            tokens[i % tokens.len()].clone(),
+            gate.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await?;
+            Client::connect(&url, &token, None).await
+        }));
+    }
+    let mut clients = Vec::with_capacity(n);
+    for t in tasks {
+        clients.push(t.await.unwrap_or_else(|e| Err(e.into())));
+    }
+    clients
+}
+
+/// What one session saw of the jobs it submitted.
+#[derive(Default)]
+struct SessionOutcome {
+    /// Submit sent → terminal received, for every job that got a terminal.
+    latencies: Vec<Duration>,
+    /// `job.accepted` received.
+    accepted: usize,
+    /// Submits refused (`session.error` naming the submit).
+    refused: usize,
+    /// Terminals that were `job.result` with `final_status: success`.
+    succeeded: usize,
+    /// Other terminals, and jobs lost to a broken or silent connection.
+    failed: usize,
+    first_error: Option<String>,
+}
+
+impl SessionOutcome {
+    fn note(&mut self, error: impl FnOnce() -> String) {
+        if self.first_error.is_none() {
+            self.first_error = Some(error());
+        }
+    }
+}
+
+/// Sends all of `submits` on `c` back to back, then reads until each has been refused
+/// or has ended (or nothing arrives for `quiet`).
+async fn run_jobs(mut c: Client, submits: Vec<Value>, quiet: Duration) -> SessionOutcome {
+    let mut out = SessionOutcome::default();
+    let mut sent: HashMap<String, Instant> = HashMap::with_capacity(submits.len());
+    for payload in submits {
+        match c.send("job.submit", payload, None).await {
+            Ok(id) => {
+                sent.insert(id, Instant::now());
+            }
+            Err(e) => {
+                out.failed += 1;
+                out.note(|| format!("sending job.submit: {e:#}"));
+            }
+        }
+    }
+    let mut running: HashMap<String, Instant> = HashMap::with_capacity(sent.len());
+    while !sent.is_empty() || !running.is_empty() {
+        let env = match tokio::time::timeout(quiet, c.next()).await {
+            Ok(Ok(env)) => env,
+            Ok(Err(e)) => {
+                out.failed += sent.len() + running.len();
+                out.note(|| format!("{e:#}"));
+                break;
+            }
+            Err(_) => {
+                out.failed += sent.len() + running.len();
+                out.note(|| format!("nothing from the runtime for {quiet:?}"));
+                break;
+            }
+        };
+        match env["type"].as_str().unwrap_or_default() {
+            "job.accepted" => {
+                let request = env["payload"]["request_id"].as_str().unwrap_or_default();
+                if let Some(t) = sent.remove(request) {
+                    out.accepted += 1;
+                    running.insert(job_id(&env), t);
+                }
+            }
+            "session.error" => {
+                let request = env["payload"]["details"]["request_id"]
+                    .as_str()
+                    .unwrap_or_default();
+                if sent.remove(request).is_some() {
+                    out.refused += 1;
+                }
+                out.note(|| crate::client::describe_error(&env));
+            }
+            "job.result" | "job.error" => {
+                let job = env["job_id"]
+                    .as_str()
+                    .or(env["payload"]["job_id"].as_str())
+                    .unwrap_or_default();
+                if let Some(t) = running.remove(job) {
+                    out.latencies.push(t.elapsed());
+                    if env["type"] == "job.result" && env["payload"]["final_status"] == "success" {
+                        out.succeeded += 1;
+                    } else {
+                        out.failed += 1;
+                        out.note(|| crate::client::describe_error(&env));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What [`many_sessions`] and [`sleepers`] measured.
+pub struct LoadReport {
+    /// Sessions asked for.
+    pub sessions: usize,
+    /// Sessions that could not be opened.
+    pub refused_sessions: usize,
+    /// Jobs asked for, over all sessions.
+    pub jobs: usize,
+    /// `job.accepted` received.
+    pub accepted: usize,
+    /// Submits refused, and jobs of sessions that could not be opened.
+    pub refused: usize,
+    /// Jobs that ended in success.
+    pub succeeded: usize,
+    /// Jobs that ended otherwise, or never ended.
+    pub failed: usize,
+    /// The first error seen, if any.
+    pub first_error: Option<String>,
+    /// Time to open every session.
+    pub connect: Duration,
+    /// From the first submit to the last terminal.
+    pub elapsed: Duration,
+    /// Submit → terminal, over the jobs that ended.
+    pub latency: Option<Percentiles>,
+}
+
+impl LoadReport {
+    /// Refused + failed.
+    pub fn errors(&self) -> usize {
+        self.refused + self.failed
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} sessions opened in {:.3} s ({} refused)",
+            self.sessions - self.refused_sessions,
+            self.connect.as_secs_f64(),
+            self.refused_sessions
+        )?;
+        writeln!(
+            f,
+            "{} jobs: {} accepted, {} succeeded, errors {} ({} refused, {} failed or lost) in {:.3} s: {:.0} jobs/s",
+            self.jobs,
+            self.accepted,
+            self.succeeded,
+            self.errors(),
+            self.refused,
+            self.failed,
+            self.elapsed.as_secs_f64(),
+            self.succeeded as f64 / self.elapsed.as_secs_f64()
+        )?;
+        if let Some(e) = &self.first_error {
+            writeln!(f, "first error: {e}")?;
+        }
+        match &self.latency {
+            Some(p) => write!(f, "submit→terminal latency: {p}"),
+            None => write!(f, "submit→terminal latency: no job ended"),
+        }
+    }
+}
+
+/// Runs `per_session[i]` submits on session `i`, all sessions at once, once every
+/// session is open.
+async fn load(
+    url: &str,
+    tokens: &[String],
+    per_session: Vec<Vec<Value>>,
+    quiet: Duration,
+) -> anyhow::Result<LoadReport> {
+    let sessions = per_session.len();
+    ensure_open_files(2 * sessions as u64 + 256)?;
+    let t = Instant::now();
+    let clients = connect_many(url, tokens, sessions).await;
+    let connect = t.elapsed();
+    let mut report = LoadReport {
+        sessions,
+        refused_sessions: 0,
+        jobs: per_session.iter().map(Vec::len).sum(),
+        accepted: 0,
+        refused: 0,
+        succeeded: 0,
+        failed: 0,
+        first_error: None,
+        connect,
+        elapsed: Duration::ZERO,
+        latency: None,
+    };
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(sessions);
+    for (client, submits) in clients.into_iter().zip(per_session) {
+        match client {
+            Ok(c) => tasks.push(tokio::spawn(run_jobs(c, submits, quiet))),
+            Err(e) => {
+                report.refused_sessions += 1;
+                report.refused += submits.len();
+                report.first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+    let mut latencies = Vec::with_capacity(report.jobs);
+    for task in tasks {
+        let out = task.await?;
+        report.elapsed = start.elapsed();
+        latencies.extend(out.latencies);
+        report.accepted += out.accepted;
+        report.refused += out.refused;
+        report.succeeded += out.succeeded;
+        report.failed += out.failed;
+        if let Some(e) = out.first_error {
+            report.first_error.get_or_insert(e);
+        }
+    }
+    if !latencies.is_empty() {
+        report.latency = Some(Percentiles::of(&mut latencies));
+    }
+    Ok(report)
+}
+
+/// Many sessions × many jobs: `sessions` WebSocket connections, each submitting
+/// `jobs` echo jobs back to back, all at once; jobs/s over the whole load.
+pub async fn many_sessions(
+    url: &str,
+    tokens: &[String],
+    sessions: usize,
+    jobs: usize,
+) -> anyhow::Result<LoadReport> {
+    let per_session = (0..sessions)
+        .map(|s| {
+            (0..jobs)
+                .map(|j| json!({"agent": "echo", "input": {"s": s, "j": j}}))
+                .collect()
+        })
+        .collect();
+    load(url, tokens, per_session, Duration::from_secs(60)).await
+}
+
+/// What [`sleepers`] measured besides the [`LoadReport`]: the runtime's resident
+/// memory before, at its peak during, and after the load.
+pub struct SleeperReport {
+    /// Jobs, acceptance, completion.
+    pub load: LoadReport,
+    /// `[before, peak sampled every 50 ms, 1 s after]`, bytes (zeros without a pid).
+    pub rss: [u64; 3],
+    /// `VmHWM` after the load, bytes.
+    pub hwm: u64,
+}
+
+/// `n` concurrent `sleeper` jobs of `secs` seconds each (input `{"seconds": S}`),
+/// over `min(n, 100)` sessions: are they all accepted, do they all finish, and what
+/// does each cost the runtime (process `pid`) in resident memory.
+pub async fn sleepers(
+    url: &str,
+    tokens: &[String],
+    n: usize,
+    secs: f64,
+    pid: Option<u32>,
+) -> anyhow::Result<SleeperReport> {
+    let sessions = n.clamp(1, 100);
+    let mut per_session = vec![Vec::new(); sessions];
+    for i in 0..n {
+        per_session[i % sessions].push(json!({"agent": "sleeper", "input": {"seconds": secs}}));
+    }
+    let rss_now = move || pid.and_then(|p| proc_sample(p).ok()).map_or(0, |s| s.rss);
+    let before = rss_now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_now());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            peak
+        })
+    };
+    let quiet = Duration::from_secs_f64(secs + 60.0);
+    let load = load(url, tokens, per_session, quiet).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await?.max(rss_now());
+    let load = load?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_now();
+    let hwm = pid.and_then(|p| proc_sample(p).ok()).map_or(0, |s| s.hwm);
+    Ok(SleeperReport {
+        load,
+        rss: [before, peak, after],
+        hwm,
+    })
+}
+
+impl std::fmt::Display for SleeperReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.load)?;
+        let [before, peak, after] = self.rss;
+        if peak == 0 {
+            return write!(f, "runtime memory: not measured (no --pid)");
+        }
+        let grown = peak.saturating_sub(before) as f64 / 1024.0;
+        write!(
+            f,
+            "runtime RSS: {:.1} MiB before, {:.1} MiB peak (VmHWM {:.1} MiB), {:.1} MiB 1 s after; per job that ran {:.1} KiB ((peak - before) / {} succeeded), per accepted job {:.1} KiB",
+            mib(before),
+            mib(peak),
+            mib(self.hwm),
+            mib(after),
+            grown / self.load.succeeded.max(1) as f64,
+            self.load.succeeded,
+            grown / self.load.accepted.max(1) as f64,
+        )
+    }
+}
+
+/// Epoch interruption's own overhead on a CPU-bound guest: the `hostile` probe's
+/// `compute` loop (`rounds` xorshift steps) on two plain engines that differ only in
+/// `epoch_interruption`, the second with a ticker thread bumping the epoch every
+/// `tick` and the guest yielding to the executor at each (as the sandbox runs jobs;
+/// no pooling, limiter or host functions on either, so only the epoch checks and
+/// yields differ); and, for reference, the same job through [`Sandbox::run`] (pooling
+/// allocator, limiter, CPU slots). Interleaved, best of 5 each:
+/// `[plain without epochs, plain with epochs, sandbox]`.
+pub async fn epoch_overhead(
+    sandbox: Arc<Sandbox>,
+    probe: &Path,
+    rounds: u64,
+    tick: Duration,
+) -> anyhow::Result<[Duration; 3]> {
+    use crate::sandbox::{Authority, JobInfo, JobSpec, RunOutcome};
+    use wasmtime::component::{Component, Linker};
+    let bytes = std::fs::read(probe)?;
+    let mut engines = Vec::new();
+    for epochs in [false, true] {
+        let mut c = wasmtime::Config::new();
+        c.wasm_component_model(true);
+        c.epoch_interruption(epochs);
+        let engine = wasmtime::Engine::new(&c)?;
+        let component = Component::new(&engine, &bytes)?;
+        let mut linker = Linker::<()>::new(&engine);
+        // The compute mode calls no host function.
+        linker.define_unknown_imports_as_traps(&component)?;
+        engines.push((engine, component, linker, epochs));
+    }
+    let prepared = sandbox.prepare(
+        &sandbox.load_component(&bytes, None, Flavor::Plain)?.0,
+        Flavor::Plain,
+    )?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let (engine, stop) = (engines[1].0.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        })
+    };
+    let info = JobInfo {
+        job_id: "job_bench".into(),
+        agent: "hostile@1.0.0".into(),
+        trace_id: None,
+        parent_job_id: None,
+    };
+    let input = json!({"mode": "compute", "rounds": rounds}).to_string();
+    let mut best = [Duration::MAX; 3];
+    let result: anyhow::Result<()> = async {
+        for _ in 0..5 {
+            for (i, (engine, component, linker, epochs)) in engines.iter().enumerate() {
+                let mut store = wasmtime::Store::new(engine, ());
+                if *epochs {
+                    store.set_epoch_deadline(1);
+                    store.epoch_deadline_async_yield_and_update(1);
+                }
+                let agent =
+                    crate::sandbox::Agent::instantiate_async(&mut store, component, linker).await?;
+                let t = Instant::now();
+                let out = agent.call_run(&mut store, &info, &input).await?;
+                best[i] = best[i].min(t.elapsed());
+                anyhow::ensure!(out.is_ok(), "compute run failed");
+            }
+            let spec = JobSpec {
+                info: info.clone(),
+                input_json: input.clone(),
+                memory_bytes: 256 << 20,
+                authority: Authority::none(),
+                fuel: None,
+            };
+            let t = Instant::now();
+            let out = sandbox.run(&prepared, spec, Arc::new(Discard)).await;
+            best[2] = best[2].min(t.elapsed());
+            anyhow::ensure!(
+                matches!(out, RunOutcome::Success { .. }),
+                "compute run failed: {out:?}"
+            );
+        }
+        Ok(())
+    }
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = ticker.join();
+    result.map(|()| best)
+}
+
+/// The phases any ARCP runtime serving `echo`, `ticker` and `sleeper` can be put
+/// through over the wire (0 skips a phase).
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// Sequential echo round trips.
+    pub round_trips: usize,
+    /// Events of the one-job event flood (`ticker`).
+    pub events: u64,
+    /// Concurrent sessions of the many-sessions load.
+    pub sessions: usize,
+    /// Echo jobs each of those sessions submits at once.
+    pub jobs_per_session: usize,
+    /// Concurrent `sleeper` jobs.
+    pub sleepers: usize,
+    /// How long each sleeps.
+    pub sleep_secs: f64,
+}
+
+fn print_phase(phase: Phase) {
+    if let Some(line) = phase.end() {
+        println!("{line}");
+    }
+}
+
+/// Runs `plan` against the runtime at `url` (process `pid`, if given, is sampled
+/// around each phase: CPU time, RSS, peak RSS), printing each phase's figures.
+pub async fn run_load(
+    url: &str,
+    tokens: &[String],
+    pid: Option<u32>,
+    plan: &LoadPlan,
+) -> anyhow::Result<()> {
+    let token = &tokens[0];
+    if plan.round_trips > 0 {
+        println!("\n## echo submit→result round trip over loopback WebSocket ({url})");
+        let phase = Phase::begin(pid);
+        println!("{}", round_trips(url, token, plan.round_trips).await?);
+        print_phase(phase);
+    }
+    if plan.events > 0 {
+        println!(
+            "\n## events from one job to one client ({} ticker events)",
+            plan.events
+        );
+        let phase = Phase::begin(pid);
+        let rate = event_rate(url, token, plan.events).await?;
+        println!("{rate:.0} events/s");
+        print_phase(phase);
+    }
+    if plan.sessions > 0 {
+        println!(
+            "\n## {} sessions × {} echo jobs, all at once ({} principals)",
+            plan.sessions,
+            plan.jobs_per_session,
+            tokens.len()
+        );
+        let phase = Phase::begin(pid);
+        println!(
+            "{}",
+            many_sessions(url, tokens, plan.sessions, plan.jobs_per_session).await?
+        );
+        print_phase(phase);
+    }
+    if plan.sleepers > 0 {
+        println!(
+            "\n## {} concurrent sleepers of {} s ({} sessions, {} principals)",
+            plan.sleepers,
+            plan.sleep_secs,
+            plan.sleepers.clamp(1, 100),
+            tokens.len()
+        );
+        let phase = Phase::begin(pid);
+        println!(
+            "{}",
+            sleepers(url, tokens, plan.sleepers, plan.sleep_secs, pid).await?
+        );
+        print_phase(phase);
+    }
+    Ok(())
 }

@@ -151,9 +151,15 @@ struct BenchArgs {
     /// Measure a runtime already serving at this URL instead of an in-process one.
     #[arg(long)]
     url: Option<String>,
-    /// Bearer token for --url.
+    /// Bearer token for --url; a comma-separated list spreads the sessions over
+    /// several (principals have a session cap: `limits.max_sessions_per_principal`).
     #[arg(long, default_value = "")]
     bench_token: String,
+    /// The measured runtime's process id: its CPU time and resident memory (peak
+    /// included) are read from /proc before and after each phase. In-process, this
+    /// process (load generator included) is measured.
+    #[arg(long)]
+    pid: Option<u32>,
     /// Round trips to time.
     #[arg(long, default_value_t = 2000)]
     round_trips: usize,
@@ -163,10 +169,28 @@ struct BenchArgs {
     /// Instantiations per plugin.
     #[arg(long, default_value_t = 1000)]
     instantiations: usize,
-    /// Events for the one-job event-rate run against --url (0 skips it; the runtime
-    /// must serve the `ticker` agent).
+    /// Events for the one-job event-rate run (0 skips it; the runtime must serve the
+    /// `ticker` agent).
     #[arg(long, default_value_t = 0)]
     events: u64,
+    /// Sessions (WebSocket connections) of the many-sessions load, all submitting at
+    /// once (0 skips it).
+    #[arg(long, default_value_t = 0)]
+    sessions: usize,
+    /// Echo jobs each session of the many-sessions load submits back to back.
+    #[arg(long, default_value_t = 10)]
+    jobs_per_session: usize,
+    /// Concurrent `sleeper` jobs (0 skips it): are all accepted, do all finish, what
+    /// does each cost in resident memory (needs --pid against --url).
+    #[arg(long, default_value_t = 0)]
+    sleepers: usize,
+    /// How long each sleeper sleeps.
+    #[arg(long, default_value_t = 5.0)]
+    sleep_secs: f64,
+    /// In-process: skip the plugin, sandbox-cost and epoch-overhead phases (only the
+    /// wire phases run).
+    #[arg(long)]
+    load_only: bool,
     /// The probe plugin for sandbox costs (host call, fuel overhead).
     #[arg(long, default_value = "tests/plugins/hostile@1.0.0.wasm")]
     probe: PathBuf,
@@ -842,52 +866,99 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     use arcp_host::bench;
+    let plan = bench::LoadPlan {
+        round_trips: args.round_trips,
+        events: args.events,
+        sessions: args.sessions,
+        jobs_per_session: args.jobs_per_session,
+        sleepers: args.sleepers,
+        sleep_secs: args.sleep_secs,
+    };
     if let Some(url) = &args.url {
         // Another runtime (e.g. the reference Python one): only what any ARCP runtime
-        // with an `echo` agent can answer.
-        println!("## echo submit→result round trip over loopback WebSocket ({url})");
-        println!(
-            "{}",
-            bench::round_trips(url, &args.bench_token, args.round_trips).await?
-        );
-        if args.events > 0 {
-            let rate = bench::event_rate(url, &args.bench_token, args.events).await?;
-            println!(
-                "\n## events from one job to one client ({} ticker events)\n{rate:.0} events/s",
-                args.events
-            );
-        }
-        return Ok(());
+        // with `echo`, `ticker` and `sleeper` agents can answer.
+        println!("# arcp-host bench --url {url}");
+        let tokens = bench::split_tokens(&args.bench_token);
+        return bench::run_load(url, &tokens, args.pid, &plan).await;
     }
     let mut cfg = load_config(&args.common)?;
-    let token = format!("bench-{}", uuid::Uuid::now_v7().simple());
-    cfg.tokens.insert(token.clone(), "bench".into());
+    // One principal per 500 sessions and per 5,000 jobs at once, so that neither
+    // `limits.max_sessions_per_principal` nor `max_running_jobs_per_principal` (at
+    // their defaults) refuses the bench's own load.
+    let principals = [
+        1,
+        args.sessions.div_ceil(500),
+        (args.sessions * args.jobs_per_session).div_ceil(5000),
+        args.sleepers.div_ceil(5000),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(1);
+    let run = uuid::Uuid::now_v7().simple();
+    let tokens: Vec<String> = (0..principals)
+        .map(|i| {
+            let token = format!("bench-{run}-{i}");
+            let principal = if i == 0 {
+                "bench".into()
+            } else {
+                format!("bench-{i}")
+            };
+            cfg.tokens.insert(token.clone(), principal);
+            token
+        })
+        .collect();
+    let token = tokens[0].clone();
+    let pid = Some(args.pid.unwrap_or_else(std::process::id));
     let plugins_dir = cfg.plugins.clone();
     let data =
         std::env::temp_dir().join(format!("arcp-bench-data-{}", uuid::Uuid::now_v7().simple()));
     cfg.data = data.clone();
     let store = if cfg.in_memory { "in-memory" } else { "sqlite" };
+    let epoch_tick = std::time::Duration::from_millis(cfg.limits.epoch_tick_ms);
     let runtime = start(cfg).await?;
     println!(
         "# arcp-host bench: {store} store, pooling allocator: {}",
         runtime.sandbox.is_pooling()
     );
-    println!("\n## plugin load and instantiation");
-    bench::plugins(runtime.sandbox.clone(), &plugins_dir, args.instantiations).await?;
-    println!("\n## lease check, host call, fuel overhead");
-    bench::sandbox_costs(runtime.sandbox.clone(), &args.probe).await?;
+    if !args.load_only {
+        println!("\n## plugin load and instantiation");
+        bench::plugins(runtime.sandbox.clone(), &plugins_dir, args.instantiations).await?;
+        println!("\n## lease check, host call, fuel overhead");
+        bench::sandbox_costs(runtime.sandbox.clone(), &args.probe).await?;
+        let rounds = 200_000_000;
+        let [without, with, sandboxed] =
+            bench::epoch_overhead(runtime.sandbox.clone(), &args.probe, rounds, epoch_tick).await?;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "epoch interruption ({rounds} xorshift rounds, interleaved, best of 5): plain engine without epochs {:.1} ms, with epochs ({} ms ticks, yielding at each) {:.1} ms, overhead {:+.1}%; the sandbox's own run {:.1} ms ({:+.1}% over no epochs)",
+            ms(without),
+            epoch_tick.as_millis(),
+            ms(with),
+            (with.as_secs_f64() / without.as_secs_f64() - 1.0) * 100.0,
+            ms(sandboxed),
+            (sandboxed.as_secs_f64() / without.as_secs_f64() - 1.0) * 100.0
+        );
+    }
     let url = bench::serve_in_process(runtime.clone()).await?;
-    println!("\n## echo submit→result round trip over loopback WebSocket ({url})");
-    println!(
-        "{}",
-        bench::round_trips(&url, &token, args.round_trips).await?
-    );
-    println!("\n## spinner cancel latency (job.cancel sent → terminal received)");
-    println!(
-        "{}",
-        bench::cancel_latency(&url, &token, args.cancels).await?
-    );
-    if args.spinners > 0 {
+    if args.round_trips > 0 {
+        println!("\n## echo submit→result round trip over loopback WebSocket ({url})");
+        let phase = bench::Phase::begin(pid);
+        println!(
+            "{}",
+            bench::round_trips(&url, &token, args.round_trips).await?
+        );
+        if let Some(line) = phase.end() {
+            println!("{line}");
+        }
+    }
+    if args.cancels > 0 {
+        println!("\n## spinner cancel latency (job.cancel sent → terminal received)");
+        println!(
+            "{}",
+            bench::cancel_latency(&url, &token, args.cancels).await?
+        );
+    }
+    if args.spinners > 0 && args.round_trips > 0 {
         let n = args.round_trips.min(500);
         let r = bench::noisy_neighbours(&url, &token, args.spinners, n).await?;
         let mib = |b: u64| b as f64 / f64::from(1 << 20);
@@ -908,6 +979,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             mib(r.resident[2])
         );
     }
+    // The rest is what any runtime can be measured on over --url.
+    let rest = bench::LoadPlan {
+        round_trips: 0,
+        ..plan
+    };
+    bench::run_load(&url, &tokens, pid, &rest).await?;
     runtime.store.flush().ok();
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
