@@ -73,6 +73,8 @@ pub struct JobState {
     pub(super) authority: Authority,
     /// Epoch deadlines reached so far: past a few, the job counts as CPU-bound.
     pub(super) epoch_yields: u32,
+    /// Its hold on a CPU slot, once CPU-bound.
+    pub(super) cpu_turn: super::fairness::Turn,
 }
 
 impl JobState {
@@ -98,6 +100,7 @@ impl JobState {
             max_result_bytes,
             authority,
             epoch_yields: 0,
+            cpu_turn: Default::default(),
         }
     }
 

@@ -11,6 +11,7 @@
 //! [`Sandbox::run`] stops the guest at its next epoch tick and drops its `Store`.
 
 mod capabilities;
+mod fairness;
 mod host;
 mod limits;
 mod model;
@@ -138,7 +139,7 @@ pub struct Sandbox {
     ticker_stop: Arc<AtomicBool>,
     /// Slots for CPU-bound slices (one fewer than the machine's cores, at least
     /// one): see [`Self::new_store`].
-    cpu_slots: Arc<tokio::sync::Semaphore>,
+    cpu_slots: fairness::CpuSlots,
     /// Seconds each job's instantiation took (exported as a metric).
     instantiations: prometheus_client::metrics::histogram::Histogram,
 }
@@ -180,6 +181,7 @@ impl Sandbox {
                 })
                 .context("starting the epoch ticker")?;
         }
+        let hold_slot_for = config.epoch_tick * 2;
         Ok(Sandbox {
             engine,
             linker,
@@ -188,12 +190,14 @@ impl Sandbox {
             config,
             pooling,
             ticker_stop,
-            cpu_slots: Arc::new(tokio::sync::Semaphore::new(
+            // A slot goes back two ticks after it was last asked for: past the
+            // job's next deadline, so a job still computing keeps it.
+            cpu_slots: fairness::CpuSlots::new(
                 std::thread::available_parallelism()
                     .map_or(1, |n| n.get())
-                    .saturating_sub(1)
-                    .max(1),
-            )),
+                    .saturating_sub(1),
+                hold_slot_for,
+            ),
             // 5 µs to ~160 ms.
             instantiations: prometheus_client::metrics::histogram::Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(5e-6, 2.0, 16),
@@ -434,14 +438,13 @@ impl Sandbox {
         // timeouts (which drop this future) take effect for a guest that never calls
         // the host.
         //
-        // Fairness: a job that keeps reaching deadlines is CPU-bound, and past a few
-        // ticks each further slice of it needs one of `cpu_slots`, held for one tick
-        // whatever the guest does then. CPU-bound jobs thus share fewer workers than
-        // there are, round robin (the semaphore is fair), and a new or short job,
-        // which needs no slot, always finds a worker: 100 spinners cannot starve an
-        // echo job.
+        // Fairness (see `fairness`): a job that keeps reaching deadlines is
+        // CPU-bound, and past a few ticks each further slice of it needs one of
+        // `cpu_slots`. CPU-bound jobs thus share fewer workers than there are, round
+        // robin, and a new or short job, which needs no slot, always finds a worker:
+        // 100 spinners cannot starve an echo job.
         store.set_epoch_deadline(1);
-        let (slots, tick) = (self.cpu_slots.clone(), self.config.epoch_tick);
+        let slots = self.cpu_slots.clone();
         store.epoch_deadline_callback(move |mut ctx| {
             const FREE_YIELDS: u32 = 4;
             let state = ctx.data_mut();
@@ -449,19 +452,10 @@ impl Sandbox {
             if state.epoch_yields <= FREE_YIELDS {
                 return Ok(UpdateDeadline::Yield(1));
             }
-            let slots = slots.clone();
-            Ok(UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(async move {
-                    tokio::task::yield_now().await;
-                    if let Ok(permit) = slots.acquire_owned().await {
-                        tokio::spawn(async move {
-                            tokio::time::sleep(tick).await;
-                            drop(permit);
-                        });
-                    }
-                }),
-            ))
+            Ok(match slots.next_slice(&state.cpu_turn) {
+                None => UpdateDeadline::Yield(1),
+                Some(wait) => UpdateDeadline::YieldCustom(1, wait),
+            })
         });
         store
     }
