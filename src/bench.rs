@@ -306,6 +306,7 @@ pub async fn sandbox_costs(sandbox: Arc<Sandbox>, probe: &Path) -> anyhow::Resul
         memory_bytes: 256 << 20,
         authority: Authority::none(),
         fuel,
+        waits_for_instance: true,
     };
 
     // One host call: `events.log` through the sandbox boundary (the sink discards).
@@ -928,6 +929,7 @@ pub async fn epoch_overhead(
                 memory_bytes: 256 << 20,
                 authority: Authority::none(),
                 fuel: None,
+                waits_for_instance: true,
             };
             let t = Instant::now();
             let out = sandbox.run(&prepared, spec, Arc::new(Discard)).await;

@@ -179,3 +179,34 @@ async fn detached_sessions_count_against_the_session_cap_and_the_longest_detache
     assert_cap(&fourth.welcome, "max_sessions_per_principal");
     assert!(host.logs().contains("detached session forgotten"));
 }
+
+/// Regression: with every instance of the pool in use, the next job failed at once
+/// with INTERNAL_ERROR ("maximum concurrent limit ... reached"): 10,000 sleepers on
+/// the default pool of 1,000 left 9,000 failed. Submitted jobs now wait for one.
+#[tokio::test]
+async fn jobs_past_the_instance_pool_wait_for_an_instance_and_all_finish() {
+    let (_dir, cfg) = common::config_file("[limits]\npool_instances = 10\n");
+    let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let jobs = 30;
+    for _ in 0..jobs {
+        let acc = c
+            .submit(json!({"agent": "sleeper", "input": {"seconds": 0.5}}))
+            .await;
+        assert_eq!(acc["type"], "job.accepted", "{acc}");
+    }
+    let mut ends = Vec::new();
+    while ends.len() < jobs {
+        let f = c.next().await;
+        if f["type"] == "job.result" || f["type"] == "job.error" {
+            ends.push(f);
+        }
+    }
+    let failed: Vec<_> = ends.iter().filter(|f| f["type"] != "job.result").collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {jobs} failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+}

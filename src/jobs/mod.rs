@@ -984,6 +984,7 @@ impl JobManager {
             memory_bytes,
             authority,
             fuel: job.lease.fuel(),
+            waits_for_instance: job.accepted.parent_job_id.is_none(),
         };
         let manager = self.clone();
         // Past `expires_at` every authority-bearing call fails (and the job then ends

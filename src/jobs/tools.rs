@@ -77,6 +77,7 @@ impl ToolRunner for PluginTools {
                 memory_bytes: plugin.manifest.memory_ceiling(memory_bytes),
                 authority: Authority::none(),
                 fuel: None,
+                waits_for_instance: false,
             };
             match sandbox.run(&plugin.agent, spec, Arc::new(Quiet)).await {
                 RunOutcome::Success {

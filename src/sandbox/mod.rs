@@ -124,6 +124,11 @@ pub struct JobSpec {
     pub authority: Authority,
     /// A fuel budget: the job must then run a [`Flavor::Fuel`] agent.
     pub fuel: Option<u64>,
+    /// Wait for a free instance of the pool rather than fail when every one is in
+    /// use: true for jobs clients submitted; false for runs on behalf of a running
+    /// job (tools, delegated children), which take from a reserve instead, so that
+    /// jobs waiting for their children cannot hold every instance.
+    pub waits_for_instance: bool,
 }
 
 /// The process-wide engine, linker and epoch ticker.
@@ -140,6 +145,9 @@ pub struct Sandbox {
     /// Slots for CPU-bound slices (one fewer than the machine's cores, at least
     /// one): see [`Self::new_store`].
     cpu_slots: fairness::CpuSlots,
+    /// With the pooling allocator: instances submitted jobs may take, all but a
+    /// reserve kept for tools and delegated children; past them a job waits.
+    queued_instances: Option<Arc<tokio::sync::Semaphore>>,
     /// Seconds each job's instantiation took (exported as a metric).
     instantiations: prometheus_client::metrics::histogram::Histogram,
 }
@@ -182,6 +190,10 @@ impl Sandbox {
                 .context("starting the epoch ticker")?;
         }
         let hold_slot_for = config.epoch_tick * 2;
+        let queued_instances = pooling.then(|| {
+            let n = config.pool_instances as usize;
+            Arc::new(tokio::sync::Semaphore::new(n - n / 10))
+        });
         Ok(Sandbox {
             engine,
             linker,
@@ -198,6 +210,7 @@ impl Sandbox {
                     .saturating_sub(1),
                 hold_slot_for,
             ),
+            queued_instances,
             // 5 µs to ~160 ms.
             instantiations: prometheus_client::metrics::histogram::Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(5e-6, 2.0, 16),
@@ -304,6 +317,13 @@ impl Sandbox {
                 "a fuel budget needs the plugin compiled with fuel metering".into(),
             );
         }
+        // Held until the run ends (declared before the store, so dropped after it).
+        let _instance = match &self.queued_instances {
+            Some(slots) if spec.waits_for_instance && agent.flavor == Flavor::Plain => {
+                slots.clone().acquire_owned().await.ok()
+            }
+            _ => None,
+        };
         let mut store = self.new_store(
             agent.flavor,
             sink.clone(),
