@@ -1,7 +1,7 @@
 """The reference Python runtime (PyPI agentruntimecontrolprotocol 1.1.3) serving
 native handlers with the contracts of arcp-host's `echo`, `ticker` and `sleeper`
 plugins, so that `arcp-host bench --url` can put it through every phase (round trips,
-event flood, many sessions, concurrent sleepers). A superset of reference_runtime.py.
+event flood, many sessions, concurrent sleepers).
 Usage: python reference_runtime_full.py PORT TOKEN"""
 
 import asyncio
