@@ -358,3 +358,60 @@ async fn wasi_reveals_nothing_of_the_host() {
     assert!(random.iter().any(|b| b != &json!(0)), "{r}");
     assert_host_still_serves(&host).await;
 }
+
+// ---------------------------------------------------------------------------------
+// CPU inside a call's callback path
+
+/// The table bomb's component with a `realloc` that never returns: the host calls
+/// it to place `run`'s string arguments in guest memory, so the guest spins inside
+/// the call path before `run` itself starts.
+fn spinning_realloc() -> String {
+    let endless = r#"(func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (loop $spin (br $spin))
+      unreachable)"#;
+    let start = TABLE_BOMB.find(r#"(func (export "realloc")"#).unwrap();
+    let end =
+        start + TABLE_BOMB[start..].find("(local.get $p))").unwrap() + "(local.get $p))".len();
+    format!("{}{endless}{}", &TABLE_BOMB[..start], &TABLE_BOMB[end..])
+}
+
+#[tokio::test]
+async fn a_guest_spinning_inside_the_hosts_call_into_it_is_cancelled_and_timed_out() {
+    let dir = folder();
+    std::fs::write(
+        dir.path().join("spinalloc@1.0.0.wasm"),
+        wat::parse_str(spinning_realloc()).unwrap(),
+    )
+    .unwrap();
+    let host = Host::start(dir.path(), &[]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    // Cancelled: ends promptly.
+    let acc = c.submit(json!({"agent": "spinalloc", "input": "x"})).await;
+    let job_id = acc["job_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = std::time::Instant::now();
+    c.send_env("job.cancel", json!({}), Some(&job_id)).await;
+    let end = tokio::time::timeout(Duration::from_secs(5), c.until_terminal())
+        .await
+        .expect("the spinning job ends within 5 s of its cancel")
+        .pop()
+        .unwrap();
+    assert_eq!(end["payload"]["final_status"], "cancelled", "{end}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    // Past max_runtime_sec: timed out.
+    let acc = c
+        .submit(json!({"agent": "spinalloc", "input": "x", "max_runtime_sec": 1}))
+        .await;
+    assert_eq!(acc["type"], "job.accepted", "{acc}");
+    let end = tokio::time::timeout(Duration::from_secs(10), c.until_terminal())
+        .await
+        .expect("the spinning job times out")
+        .pop()
+        .unwrap();
+    assert_eq!(end["payload"]["final_status"], "timed_out", "{end}");
+    assert_host_still_serves(&host).await;
+}
