@@ -6,10 +6,9 @@
 
 mod common;
 
-use common::{Client, Host, TOKEN, bundled_plugins};
+use common::{Client, Host, TOKEN};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -18,18 +17,7 @@ const MAX_FRAME: usize = 1 << 20;
 
 /// A plugin folder with `hostile` (from tests/plugins) and the bundled `echo`.
 fn folder() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/hostile@1.0.0.wasm"),
-        dir.path().join("hostile@1.0.0.wasm"),
-    )
-    .unwrap();
-    std::fs::copy(
-        bundled_plugins().join("echo@1.0.0.wasm"),
-        dir.path().join("echo@1.0.0.wasm"),
-    )
-    .unwrap();
-    dir
+    common::hostile_folder(&["echo@1.0.0.wasm"])
 }
 
 /// Submits to `agent` and returns every frame up to the job's terminal message, and

@@ -8,9 +8,8 @@
 
 mod common;
 
-use common::{Client, Host, TOKEN, bundled_plugins};
+use common::{Client, Host, TOKEN};
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
 
 /// Anonymous resident memory of `pid` (heap, stacks, guest memories), in bytes:
@@ -28,16 +27,7 @@ fn resident_bytes(pid: u32) -> u64 {
 }
 
 fn folder() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/hostile@1.0.0.wasm"),
-        dir.path().join("hostile@1.0.0.wasm"),
-    )
-    .unwrap();
-    for f in ["echo@1.0.0.wasm", "spinner@1.0.0.wasm"] {
-        std::fs::copy(bundled_plugins().join(f), dir.path().join(f)).unwrap();
-    }
-    dir
+    common::hostile_folder(&["echo@1.0.0.wasm", "spinner@1.0.0.wasm"])
 }
 
 async fn run(c: &mut Client, agent: &str, input: Value) -> Value {

@@ -20,6 +20,21 @@ pub fn bundled_plugins() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins")
 }
 
+/// A plugin folder with the test-only `hostile` plugin (tests/plugins) and the
+/// bundled plugins named (`echo@1.0.0.wasm`, ...).
+pub fn hostile_folder(bundled: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/hostile@1.0.0.wasm"),
+        dir.path().join("hostile@1.0.0.wasm"),
+    )
+    .unwrap();
+    for f in bundled {
+        std::fs::copy(bundled_plugins().join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
 /// One HTTP/1.1 request, as a small fake upstream in a test sees it.
 pub struct HttpRequest {
     /// Request line and headers.
