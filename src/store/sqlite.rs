@@ -273,6 +273,22 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<(Ticket, Write)>, out: O
         let first = batch.first().map(|(t, _)| *t).unwrap_or(0);
         let last = batch.last().map(|(t, _)| *t).unwrap_or(0);
         let mut waiters = Vec::new();
+        let writes = batch
+            .iter()
+            .filter(|(_, w)| !matches!(w, Write::Flush(_)))
+            .count();
+        if writes == 0 {
+            // Only waiters: nothing was written, so nothing is learnt about the
+            // file. They get the state as it stands; a failure stays a failure
+            // (an empty commit succeeds even on a full disk, and used to clear it).
+            let current = out.failure.lock().ok().and_then(|f| f.clone());
+            let _ = commit(&mut conn, batch, &mut waiters);
+            out.settled.send_replace(last);
+            for w in waiters {
+                let _ = w.send(current.clone().map_or(Ok(()), Err));
+            }
+            continue;
+        }
         let result = commit(&mut conn, batch, &mut waiters);
         let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
         if let (Err(why), Ok(mut failed)) = (&outcome, out.failed.lock()) {
@@ -631,6 +647,33 @@ mod tests {
         conformance::removing_a_job_keeps_its_history_while_its_session_is_resumable(
             &SqliteStore::open(dir.path()).unwrap(),
         );
+    }
+
+    /// Regression (found by CI: `store_failure` accepted a job on a full disk): a
+    /// batch holding only flush waiters commits an empty transaction, which succeeds
+    /// on a full disk too, and it cleared the store's failure.
+    #[test]
+    fn a_failure_stays_until_a_real_write_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        // Make every probe write fail, as a full disk would.
+        let side = Connection::open(dir.path().join("arcp.db")).unwrap();
+        side.execute_batch(
+            "CREATE TRIGGER full_disk BEFORE INSERT ON meta
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .unwrap();
+        assert!(store.probe().is_err());
+        assert!(store.health().is_err());
+        // Waiting on nothing new says how things stand: still failing.
+        for _ in 0..3 {
+            assert!(store.flush().is_err(), "a flush alone reported success");
+            assert!(store.health().is_err(), "a flush alone cleared the failure");
+        }
+        // A write that lands clears it.
+        side.execute_batch("DROP TRIGGER full_disk").unwrap();
+        assert!(store.probe().is_ok());
+        assert!(store.health().is_ok());
     }
 
     #[test]
