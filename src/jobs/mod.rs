@@ -1190,7 +1190,7 @@ impl JobManager {
             // Echoed to the client: cut, so that the reply stays inside a frame.
             reason: req
                 .reason
-                .map(|r| crate::sandbox::bounded_to(r, MAX_CANCEL_REASON_BYTES)),
+                .map(|r| crate::protocol::cut_noting_length(r, MAX_CANCEL_REASON_BYTES)),
         };
         outbox
             .send(

@@ -6,8 +6,9 @@
 
 use super::{Job, JobStatus};
 use crate::error::{ArcpError, ErrorCode};
+use crate::protocol::cut_noting_length;
 use crate::protocol::{ErrorPayload, MAX_OUTBOUND_FRAME, ResultPayload, ids, now_rfc3339};
-use crate::sandbox::{Failure, RunOutcome, StreamSummary, bounded_to};
+use crate::sandbox::{Failure, RunOutcome, StreamSummary};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -153,8 +154,10 @@ fn from_failure(f: Failure) -> ArcpError {
         Some(code) => (code, ArcpError::new(code, message)),
         None => (
             ErrorCode::InternalError,
-            ArcpError::new(ErrorCode::InternalError, message)
-                .with_detail("plugin_code", bounded_to(f.code, MAX_PLUGIN_CODE_BYTES)),
+            ArcpError::new(ErrorCode::InternalError, message).with_detail(
+                "plugin_code",
+                cut_noting_length(f.code, MAX_PLUGIN_CODE_BYTES),
+            ),
         ),
     };
     err.retryable = match code {

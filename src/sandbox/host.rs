@@ -140,22 +140,7 @@ fn failure(code: &str, message: impl Into<String>) -> types::Failure {
 
 /// Cuts `text` to at most [`MAX_TEXT_BYTES`] on a character boundary.
 fn bounded(text: String) -> String {
-    bounded_to(text, MAX_TEXT_BYTES)
-}
-
-/// Cuts plugin-supplied `text` to at most `max` bytes on a character boundary,
-/// noting the original length, so that nothing a plugin says can outgrow a frame.
-pub(crate) fn bounded_to(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let dropped = text.len();
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str(&format!("… [truncated from {dropped} bytes]"));
-    }
-    text
+    crate::protocol::cut_noting_length(text, MAX_TEXT_BYTES)
 }
 
 /// A JSON number for an `f64`: integral values as integers (as the reference sends

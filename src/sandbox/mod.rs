@@ -18,7 +18,6 @@ mod model;
 mod net;
 
 pub use capabilities::{Authority, Delegator, MAX_READ_BYTES, ToolRunner};
-pub(crate) use host::bounded_to;
 pub use host::{JobSink, StreamSummary, Usage};
 pub use limits::JobLimiter;
 pub use model::{ModelGateway, ModelPrice};

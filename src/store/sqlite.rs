@@ -272,24 +272,29 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<(Ticket, Write)>, out: O
         }
         let first = batch.first().map(|(t, _)| *t).unwrap_or(0);
         let last = batch.last().map(|(t, _)| *t).unwrap_or(0);
+        // Flush waiters are set apart first, so that they hear the outcome even when
+        // a write fails part-way (they were dropped with it, and heard "the writer
+        // has stopped" before the failure was set).
         let mut waiters = Vec::new();
-        let writes = batch
-            .iter()
-            .filter(|(_, w)| !matches!(w, Write::Flush(_)))
-            .count();
-        if writes == 0 {
+        let mut writes = Vec::with_capacity(batch.len());
+        for (ticket, w) in batch {
+            match w {
+                Write::Flush(waiter) => waiters.push(waiter),
+                w => writes.push((ticket, w)),
+            }
+        }
+        if writes.is_empty() {
             // Only waiters: nothing was written, so nothing is learnt about the
             // file. They get the state as it stands; a failure stays a failure
             // (an empty commit succeeds even on a full disk, and used to clear it).
             let current = out.failure.lock().ok().and_then(|f| f.clone());
-            let _ = commit(&mut conn, batch, &mut waiters);
             out.settled.send_replace(last);
             for w in waiters {
                 let _ = w.send(current.clone().map_or(Ok(()), Err));
             }
             continue;
         }
-        let result = commit(&mut conn, batch, &mut waiters);
+        let result = commit(&mut conn, writes);
         let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
         if let (Err(why), Ok(mut failed)) = (&outcome, out.failed.lock()) {
             if failed.len() == FAILED_BATCHES_KEPT {
@@ -319,22 +324,9 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<(Ticket, Write)>, out: O
     }
 }
 
-/// Applies one batch in one transaction. The batch's flush waiters are collected
-/// first, so that they hear the outcome even when a write fails part-way (they were
-/// dropped with it, and heard "the writer has stopped" before the failure was set).
-fn commit(
-    conn: &mut Connection,
-    batch: Vec<(Ticket, Write)>,
-    waiters: &mut Vec<mpsc::Sender<Result<(), String>>>,
-) -> rusqlite::Result<()> {
-    let mut writes = Vec::with_capacity(batch.len());
-    for (ticket, w) in batch {
-        match w {
-            Write::Flush(waiter) => waiters.push(waiter),
-            w => writes.push((ticket, w)),
-        }
-    }
-    let batch = writes;
+/// Applies one batch of writes (flush waiters set apart by the caller) in one
+/// transaction.
+fn commit(conn: &mut Connection, batch: Vec<(Ticket, Write)>) -> rusqlite::Result<()> {
     let txn = conn.transaction()?;
     {
         let mut ev = txn.prepare_cached(
@@ -411,7 +403,7 @@ fn commit(
                         params![chrono::Utc::now().to_rfc3339()],
                     )?;
                 }
-                Write::Flush(w) => waiters.push(w), // collected above
+                Write::Flush(_) => {} // set apart by the caller
             }
         }
     }

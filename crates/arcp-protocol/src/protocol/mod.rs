@@ -330,6 +330,22 @@ pub mod ids {
     }
 }
 
+/// Cuts `text` to at most `max` bytes on a character boundary, noting the original
+/// length (`… [truncated from N bytes]`): how every string a peer or a plugin
+/// supplies is kept inside a frame.
+pub fn cut_noting_length(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let original = text.len();
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(&format!("… [truncated from {original} bytes]"));
+    }
+    text
+}
+
 /// Timestamps as the wire carries them: RFC 3339 UTC with microseconds and `Z`.
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -362,12 +378,7 @@ pub fn fit_within(value: &mut Value, max_bytes: usize) -> bool {
         let len = longest.len();
         let excess = size - max_bytes;
         let keep = len.saturating_sub(excess + 64).min(len / 2);
-        let mut cut = keep;
-        while !longest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        longest.truncate(cut);
-        longest.push_str(&format!("… [truncated from {len} bytes]"));
+        *longest = cut_noting_length(std::mem::take(longest), keep);
     }
     if value.to_string().len() > max_bytes {
         *value = serde_json::json!({"truncated": true, "original_bytes": original});
