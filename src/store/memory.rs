@@ -246,6 +246,7 @@ mod tests {
 
     #[test]
     fn passes_the_store_conformance_tests() {
+        conformance::events_come_back_exactly_from_every_cursor(&MemoryStore::new());
         conformance::events_come_back_in_order_after_a_cursor(&MemoryStore::new());
         conformance::a_job_record_is_replaced_by_its_latest_version(&MemoryStore::new());
         conformance::credentials_are_outstanding_until_removed(&MemoryStore::new());

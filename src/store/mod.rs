@@ -348,6 +348,74 @@ pub(crate) mod conformance {
         assert_eq!(got[0].frame, "frame 3");
     }
 
+    /// Two sessions, two jobs and job-less events interleaved, a long run of one
+    /// job, frames holding a newline and empty frames: every read gives exactly
+    /// what was appended, from every cursor.
+    pub fn events_come_back_exactly_from_every_cursor(store: &dyn Store) {
+        let mut sent: Vec<StoredEvent> = Vec::new();
+        let mut append = |session: &str, job: Option<&str>, frame: String| {
+            let seq = sent.iter().filter(|e| e.session_id == session).count() as u64 + 1;
+            let e = StoredEvent {
+                session_id: session.into(),
+                seq,
+                job_id: job.map(Into::into),
+                frame,
+            };
+            store.append_event(e.clone());
+            sent.push(e);
+        };
+        for i in 0..300 {
+            let session = if i % 3 == 2 { "sess_cy" } else { "sess_cx" };
+            let job = match i % 5 {
+                0..=2 if (100..200).contains(&i) => Some("job_cp"),
+                _ if (100..200).contains(&i) => Some("job_cq"),
+                _ => None,
+            };
+            let frame = match i % 7 {
+                3 => format!("{{\"n\":{i}}}\nand a second line"),
+                5 => String::new(),
+                _ => format!("{{\"n\":{i}}}"),
+            };
+            append(session, job, frame);
+            if i % 40 == 39 {
+                store.flush().unwrap();
+            }
+        }
+        for i in 0..400 {
+            append("sess_cx", Some("job_cp"), format!("{{\"run\":{i}}}"));
+        }
+        store.flush().unwrap();
+        for session in ["sess_cx", "sess_cy"] {
+            let all: Vec<&StoredEvent> = sent.iter().filter(|e| e.session_id == session).collect();
+            let last = all.len() as u64;
+            assert_eq!(store.last_seq(session).unwrap(), last);
+            for after in 0..=last + 1 {
+                let want: Vec<StoredEvent> = all
+                    .iter()
+                    .filter(|e| e.seq > after)
+                    .map(|e| (*e).clone())
+                    .collect();
+                assert_eq!(
+                    store.events_after(session, after).unwrap(),
+                    want,
+                    "{session} after {after}"
+                );
+                for job in ["job_cp", "job_cq"] {
+                    let want: Vec<StoredEvent> = want
+                        .iter()
+                        .filter(|e| e.job_id.as_deref() == Some(job))
+                        .cloned()
+                        .collect();
+                    assert_eq!(
+                        store.events_for_job(session, job, after).unwrap(),
+                        want,
+                        "{job} in {session} after {after}"
+                    );
+                }
+            }
+        }
+    }
+
     pub fn sessions_jobs_and_seqs_are_recoverable(store: &dyn Store) {
         let s = SessionRecord {
             session_id: "sess_9".into(),

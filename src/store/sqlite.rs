@@ -7,6 +7,11 @@
 //! durable without waiting for each write in turn. Reads use their own connection,
 //! which WAL lets run beside the writer.
 //!
+//! Sequenced envelopes are stored as runs: the consecutive envelopes of one job in
+//! one session that a batch commits become one row holding their frames joined by
+//! newlines, because under a flood a row (and an index entry) per envelope made the
+//! b-tree work, not the frames, the cost of each write.
+//!
 //! `synchronous = NORMAL` under WAL: a committed transaction survives the process
 //! being killed (what the crash tests prove); a power cut may lose the last
 //! transactions, never corrupt the file.
@@ -61,18 +66,26 @@ pub struct SqliteStore {
 const FAILED_BATCHES_KEPT: usize = 1024;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// Frames past which a run of events starts a new row, so that a replay reads a
+/// long history in pieces of about this size.
+const RUN_BYTES: usize = 256 << 10;
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = NORMAL;
+    -- A rowid table, not WITHOUT ROWID: a row of frames runs over many pages, and
+    -- SQLite compares against such a row in a key b-tree by reading all of it, so
+    -- each insert would read rows back; here the key lives in the (small) index.
     CREATE TABLE IF NOT EXISTS events (
         session_id TEXT NOT NULL,
         seq        INTEGER NOT NULL,
+        last_seq   INTEGER NOT NULL,
         job_id     TEXT,
-        frame      TEXT NOT NULL,
+        frames     TEXT NOT NULL,
         PRIMARY KEY (session_id, seq)
-    ) WITHOUT ROWID;
+    );
     CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, seq);
     CREATE TABLE IF NOT EXISTS sessions (
         session_id TEXT PRIMARY KEY,
@@ -110,8 +123,13 @@ const SCHEMA: &str = "
     );
 ";
 
-/// Brings a file written by an older build up to [`SCHEMA_VERSION`].
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+/// Brings a file written by an older build up to [`SCHEMA_VERSION`], in one
+/// transaction. Runs after [`SCHEMA`], which has created any table the file lacked
+/// in its current shape, so each step looks at what the file holds rather than
+/// trusting its version alone.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let txn = conn.transaction()?;
+    let conn = &*txn;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 1 {
         // Version 0 had neither `ended_at` (terminal-job retention counts from it)
@@ -133,10 +151,36 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             }
         }
     }
+    if version < 2 {
+        // Versions 0 and 1 stored one row per event; each becomes a run of one.
+        let one_per_row: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'frame'",
+            [],
+            |r| r.get(0),
+        )?;
+        if one_per_row {
+            conn.execute_batch(
+                "CREATE TABLE events_v2 (
+                     session_id TEXT NOT NULL,
+                     seq        INTEGER NOT NULL,
+                     last_seq   INTEGER NOT NULL,
+                     job_id     TEXT,
+                     frames     TEXT NOT NULL,
+                     PRIMARY KEY (session_id, seq)
+                 );
+                 INSERT INTO events_v2 (session_id, seq, last_seq, job_id, frames)
+                     SELECT session_id, seq, seq, job_id, frame FROM events;
+                 DROP INDEX IF EXISTS events_by_job;
+                 DROP TABLE events;
+                 ALTER TABLE events_v2 RENAME TO events;
+                 CREATE INDEX events_by_job ON events (job_id, seq);",
+            )?;
+        }
+    }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }
-    Ok(())
+    txn.commit()
 }
 
 impl SqliteStore {
@@ -148,9 +192,9 @@ impl SqliteStore {
         })?;
         let path = dir.join("arcp.db");
         let named = |e: rusqlite::Error| StoreError::Io(format!("store {}: {e}", path.display()));
-        let writer = Connection::open(&path).map_err(named)?;
+        let mut writer = Connection::open(&path).map_err(named)?;
         writer.execute_batch(SCHEMA).map_err(named)?;
-        migrate(&writer).map_err(named)?;
+        migrate(&mut writer).map_err(named)?;
         // Refuse a file that cannot be written now rather than at the first job.
         writer
             .execute(
@@ -324,22 +368,100 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<(Ticket, Write)>, out: O
     }
 }
 
+/// The events of a batch on their way to one row of `events` (see the module docs).
+#[derive(Default)]
+struct Run {
+    events: Vec<StoredEvent>,
+    /// Bytes of their frames joined.
+    bytes: usize,
+    /// Holds a frame with a newline, which splitting would cut in two: such a
+    /// frame is a row of its own.
+    sealed: bool,
+}
+
+impl Run {
+    /// Whether `e`, whose frame has no newline, can join this run's row.
+    fn continues(&self, e: &StoredEvent) -> bool {
+        self.events.last().is_some_and(|last| {
+            !self.sealed
+                && last.seq.checked_add(1) == Some(e.seq)
+                && last.session_id == e.session_id
+                && last.job_id == e.job_id
+                && self.bytes + 1 + e.frame.len() <= RUN_BYTES
+        })
+    }
+
+    fn push(&mut self, e: StoredEvent, plain: bool) {
+        self.bytes += usize::from(!self.events.is_empty()) + e.frame.len();
+        self.sealed |= !plain;
+        self.events.push(e);
+    }
+
+    /// Inserts the run as one row (nothing if it is empty) and empties it.
+    fn store(&mut self, insert: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<()> {
+        let (Some(first), Some(last)) = (self.events.first(), self.events.last()) else {
+            return Ok(());
+        };
+        let (seq, last_seq) = (first.seq as i64, last.seq as i64);
+        if self.events.len() == 1 {
+            insert.execute(params![
+                first.session_id,
+                seq,
+                last_seq,
+                first.job_id,
+                first.frame
+            ])?;
+        } else {
+            let mut frames = String::with_capacity(self.bytes);
+            for (i, e) in self.events.iter().enumerate() {
+                if i > 0 {
+                    frames.push('\n');
+                }
+                frames.push_str(&e.frame);
+            }
+            insert.execute(params![
+                first.session_id,
+                seq,
+                last_seq,
+                first.job_id,
+                frames
+            ])?;
+        }
+        self.events.clear();
+        self.bytes = 0;
+        self.sealed = false;
+        Ok(())
+    }
+}
+
 /// Applies one batch of writes (flush waiters set apart by the caller) in one
 /// transaction.
 fn commit(conn: &mut Connection, batch: Vec<(Ticket, Write)>) -> rusqlite::Result<()> {
     let txn = conn.transaction()?;
     {
+        // Plain INSERT: a session's seqs are never reused, so a conflict is a bug
+        // to hear about, not a row to replace.
         let mut ev = txn.prepare_cached(
-            "INSERT OR REPLACE INTO events (session_id, seq, job_id, frame) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO events (session_id, seq, last_seq, job_id, frames) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         let mut job = txn.prepare_cached(
             "INSERT OR REPLACE INTO jobs (job_id, principal, session_id, agent, status, submitted_at, accepted, ended_at, subscribers)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
+        let mut run = Run::default();
         for (_, w) in batch {
+            // Any other write may read or delete events: the run goes in first, so
+            // that writes still apply in ticket order.
+            if !matches!(w, Write::Event(_)) {
+                run.store(&mut ev)?;
+            }
             match w {
                 Write::Event(e) => {
-                    ev.execute(params![e.session_id, e.seq as i64, e.job_id, e.frame])?;
+                    let plain = !e.frame.contains('\n');
+                    if !(plain && run.continues(&e)) {
+                        run.store(&mut ev)?;
+                    }
+                    run.push(e, plain);
                 }
                 Write::Job(j) => {
                     job.execute(params![
@@ -406,18 +528,55 @@ fn commit(conn: &mut Connection, batch: Vec<(Ticket, Write)>) -> rusqlite::Resul
                 Write::Flush(_) => {} // set apart by the caller
             }
         }
+        run.store(&mut ev)?;
     }
     txn.commit()
 }
 
-/// A row of `SELECT session_id, seq, job_id, frame FROM events`.
-fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
-    Ok(StoredEvent {
-        session_id: r.get(0)?,
-        seq: r.get::<_, i64>(1)? as u64,
-        job_id: r.get(2)?,
-        frame: r.get(3)?,
-    })
+/// Appends to `out` the events with `seq > after` of a row of `SELECT session_id,
+/// seq, last_seq, job_id, frames FROM events`.
+fn unpack(r: &rusqlite::Row<'_>, after: u64, out: &mut Vec<StoredEvent>) -> Result<(), StoreError> {
+    let session_id: String = r.get(0)?;
+    let seq = r.get::<_, i64>(1)? as u64;
+    let last_seq = r.get::<_, i64>(2)? as u64;
+    let job_id: Option<String> = r.get(3)?;
+    let frames = r
+        .get_ref(4)?
+        .as_str()
+        .map_err(|e| StoreError::Io(format!("events of {session_id} from {seq}: {e}")))?;
+    if seq == last_seq {
+        // Never split: it may be a frame with a newline in it.
+        if seq > after {
+            out.push(StoredEvent {
+                session_id,
+                seq,
+                job_id,
+                frame: frames.to_owned(),
+            });
+        }
+        return Ok(());
+    }
+    let malformed = || {
+        StoreError::Io(format!(
+            "events of {session_id} from {seq} to {last_seq}: the row does not hold one frame per seq"
+        ))
+    };
+    let mut pieces = frames.split('\n');
+    for s in seq..=last_seq {
+        let frame = pieces.next().ok_or_else(malformed)?;
+        if s > after {
+            out.push(StoredEvent {
+                session_id: session_id.clone(),
+                seq: s,
+                job_id: job_id.clone(),
+                frame: frame.to_owned(),
+            });
+        }
+    }
+    if pieces.next().is_some() {
+        return Err(malformed());
+    }
+    Ok(())
 }
 
 /// A row of `SELECT job_id, principal, session_id, agent, status, submitted_at,
@@ -505,11 +664,20 @@ impl Store for SqliteStore {
 
     fn events_after(&self, session_id: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
         let conn = self.reader()?;
+        // `seq >=` the start of the row holding `after` keeps this a range of the
+        // primary key, not a scan of the session's whole history.
         let mut stmt = conn.prepare_cached(
-            "SELECT session_id, seq, job_id, frame FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq",
+            "SELECT session_id, seq, last_seq, job_id, frames FROM events
+             WHERE session_id = ?1 AND last_seq > ?2
+               AND seq >= COALESCE((SELECT MAX(seq) FROM events WHERE session_id = ?1 AND seq <= ?2), 0)
+             ORDER BY seq",
         )?;
-        let rows = stmt.query_map(params![session_id, after as i64], stored_event)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = stmt.query(params![session_id, after as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            unpack(r, after, &mut out)?;
+        }
+        Ok(out)
     }
 
     fn events_for_job(
@@ -519,11 +687,20 @@ impl Store for SqliteStore {
         after: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let conn = self.reader()?;
+        // The lower bound on seq as in `events_after`: the session's rows never
+        // overlap, so none after the cursor starts before the row holding it.
         let mut stmt = conn.prepare_cached(
-            "SELECT session_id, seq, job_id, frame FROM events WHERE job_id = ?1 AND session_id = ?2 AND seq > ?3 ORDER BY seq",
+            "SELECT session_id, seq, last_seq, job_id, frames FROM events
+             WHERE job_id = ?1 AND session_id = ?2 AND last_seq > ?3
+               AND seq >= COALESCE((SELECT MAX(seq) FROM events WHERE session_id = ?2 AND seq <= ?3), 0)
+             ORDER BY seq",
         )?;
-        let rows = stmt.query_map(params![job_id, session_id, after as i64], stored_event)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = stmt.query(params![job_id, session_id, after as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            unpack(r, after, &mut out)?;
+        }
+        Ok(out)
     }
 
     fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -545,11 +722,15 @@ impl Store for SqliteStore {
 
     fn last_seq(&self, session_id: &str) -> Result<u64, StoreError> {
         let conn = self.reader()?;
-        let seq: Option<i64> = conn.query_row(
-            "SELECT MAX(seq) FROM events WHERE session_id = ?1",
-            params![session_id],
-            |r| r.get(0),
-        )?;
+        // The session's rows never overlap, so the last one ends highest; found by
+        // the primary key, where MAX(last_seq) would read every row.
+        let seq: Option<i64> = conn
+            .query_row(
+                "SELECT last_seq FROM events WHERE session_id = ?1 ORDER BY seq DESC LIMIT 1",
+                params![session_id],
+                |r| r.get(0),
+            )
+            .optional()?;
         Ok(seq.unwrap_or(0) as u64)
     }
 
@@ -646,6 +827,10 @@ mod tests {
         conformance::idempotency_keys_are_kept_until_removed(&store);
         conformance::tickets_grow_and_settle(&store);
         let dir = tempfile::tempdir().unwrap();
+        conformance::events_come_back_exactly_from_every_cursor(
+            &SqliteStore::open(dir.path()).unwrap(),
+        );
+        let dir = tempfile::tempdir().unwrap();
         conformance::removing_a_job_keeps_its_history_while_its_session_is_resumable(
             &SqliteStore::open(dir.path()).unwrap(),
         );
@@ -717,6 +902,425 @@ mod tests {
         });
         store.flush().unwrap();
         assert!(store.job("job_1").unwrap().unwrap().ended_at.is_some());
+    }
+
+    /// Commits `writes` as one batch, as the writer does with what it finds queued;
+    /// called directly because what the writer finds queued depends on timing.
+    fn commit_one_batch(dir: &Path, writes: Vec<Write>) {
+        let mut conn = Connection::open(dir.join("arcp.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        migrate(&mut conn).unwrap();
+        commit(&mut conn, writes.into_iter().map(|w| (0, w)).collect()).unwrap();
+    }
+
+    /// The rows of `events`: (session, first seq, last seq, job).
+    fn rows(dir: &Path) -> Vec<(String, u64, u64, Option<String>)> {
+        let conn = Connection::open(dir.join("arcp.db")).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT session_id, seq, last_seq, job_id FROM events ORDER BY session_id, seq",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+                r.get(3)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    fn row(
+        session: &str,
+        seq: u64,
+        last: u64,
+        job: Option<&str>,
+    ) -> (String, u64, u64, Option<String>) {
+        (session.into(), seq, last, job.map(Into::into))
+    }
+
+    /// A `job.event` frame of exactly 250 bytes.
+    fn event(session: &str, seq: u64, job: Option<&str>) -> StoredEvent {
+        let head = format!("{{\"session_id\":\"{session}\",\"event_seq\":{seq},\"pad\":\"");
+        let frame = format!("{head}{}\"}}", "x".repeat(250 - head.len() - 2));
+        assert_eq!(frame.len(), 250);
+        StoredEvent {
+            session_id: session.into(),
+            seq,
+            job_id: job.map(Into::into),
+            frame,
+        }
+    }
+
+    fn after(
+        events: &[StoredEvent],
+        session: &str,
+        job: Option<&str>,
+        after: u64,
+    ) -> Vec<StoredEvent> {
+        events
+            .iter()
+            .filter(|e| e.session_id == session && e.seq > after)
+            .filter(|e| job.is_none() || e.job_id.as_deref() == job)
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_of_one_jobs_events_is_a_few_rows_read_back_from_any_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let flood: Vec<StoredEvent> = (1..=3000)
+            .map(|seq| event("sess_f", seq, Some("job_f")))
+            .collect();
+        let short: Vec<StoredEvent> = (1..=40)
+            .map(|seq| StoredEvent {
+                frame: format!("{{\"n\":{seq}}}"),
+                ..event("sess_s", seq, Some("job_s"))
+            })
+            .collect();
+        let batch = flood
+            .iter()
+            .chain(&short)
+            .cloned()
+            .map(Write::Event)
+            .collect();
+        commit_one_batch(dir.path(), batch);
+        // 1044 frames of 250 bytes and their separators fill 256 KiB.
+        assert_eq!(
+            rows(dir.path()),
+            vec![
+                row("sess_f", 1, 1044, Some("job_f")),
+                row("sess_f", 1045, 2088, Some("job_f")),
+                row("sess_f", 2089, 3000, Some("job_f")),
+                row("sess_s", 1, 40, Some("job_s")),
+            ]
+        );
+        let longest: i64 = Connection::open(dir.path().join("arcp.db"))
+            .unwrap()
+            .query_row("SELECT MAX(LENGTH(frames)) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert!(longest as usize <= RUN_BYTES, "{longest}");
+
+        for cursor in [
+            0, 1, 2, 500, 1043, 1044, 1045, 1046, 2088, 2500, 2999, 3000, 3001,
+        ] {
+            assert_eq!(
+                store.events_after("sess_f", cursor).unwrap(),
+                after(&flood, "sess_f", None, cursor),
+                "after {cursor}"
+            );
+            assert_eq!(
+                store.events_for_job("sess_f", "job_f", cursor).unwrap(),
+                after(&flood, "sess_f", None, cursor),
+                "job_f after {cursor}"
+            );
+        }
+        for cursor in 0..=41 {
+            assert_eq!(
+                store.events_after("sess_s", cursor).unwrap(),
+                after(&short, "sess_s", None, cursor),
+                "after {cursor}"
+            );
+        }
+        assert_eq!(store.events_for_job("sess_s", "job_f", 0).unwrap(), vec![]);
+        assert_eq!(store.last_seq("sess_f").unwrap(), 3000);
+        assert_eq!(store.last_seq("sess_s").unwrap(), 40);
+    }
+
+    #[test]
+    fn interleaved_jobs_and_sessions_are_rows_apart_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let (a, b) = (Some("job_a"), Some("job_b"));
+        let sent: Vec<StoredEvent> = [
+            ("sess_1", 1, a),
+            ("sess_1", 2, a),
+            ("sess_2", 1, a),
+            ("sess_2", 2, a),
+            ("sess_1", 3, b),
+            ("sess_1", 4, b),
+            ("sess_2", 3, None),
+            ("sess_1", 5, a),
+            ("sess_1", 6, None),
+            ("sess_1", 7, None),
+            ("sess_2", 4, None),
+            ("sess_1", 8, a),
+            ("sess_1", 9, a),
+            ("sess_1", 10, a),
+            ("sess_1", 12, a),
+        ]
+        .into_iter()
+        .map(|(s, seq, job)| event(s, seq, job))
+        .collect();
+        commit_one_batch(dir.path(), sent.iter().cloned().map(Write::Event).collect());
+        assert_eq!(
+            rows(dir.path()),
+            vec![
+                row("sess_1", 1, 2, a),
+                row("sess_1", 3, 4, b),
+                row("sess_1", 5, 5, a),
+                row("sess_1", 6, 7, None),
+                row("sess_1", 8, 10, a),
+                row("sess_1", 12, 12, a),
+                row("sess_2", 1, 2, a),
+                row("sess_2", 3, 3, None),
+                row("sess_2", 4, 4, None),
+            ]
+        );
+        for session in ["sess_1", "sess_2"] {
+            for cursor in 0..=13 {
+                assert_eq!(
+                    store.events_after(session, cursor).unwrap(),
+                    after(&sent, session, None, cursor),
+                    "{session} after {cursor}"
+                );
+                for job in [a, b] {
+                    assert_eq!(
+                        store.events_for_job(session, job.unwrap(), cursor).unwrap(),
+                        after(&sent, session, job, cursor),
+                        "{job:?} in {session} after {cursor}"
+                    );
+                }
+            }
+        }
+        assert_eq!(store.last_seq("sess_1").unwrap(), 12);
+        assert_eq!(store.last_seq("sess_2").unwrap(), 4);
+    }
+
+    #[test]
+    fn a_frame_with_a_newline_is_a_row_of_its_own_and_comes_back_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let sent: Vec<StoredEvent> = ["a", "b\nc", "d", "e\n", "", "f", "\n", "g"]
+            .into_iter()
+            .zip(1..)
+            .map(|(frame, seq)| StoredEvent {
+                frame: frame.into(),
+                ..event("sess_n", seq, Some("job_n"))
+            })
+            .collect();
+        commit_one_batch(dir.path(), sent.iter().cloned().map(Write::Event).collect());
+        let j = Some("job_n");
+        assert_eq!(
+            rows(dir.path()),
+            vec![
+                row("sess_n", 1, 1, j),
+                row("sess_n", 2, 2, j),
+                row("sess_n", 3, 3, j),
+                row("sess_n", 4, 4, j),
+                row("sess_n", 5, 6, j),
+                row("sess_n", 7, 7, j),
+                row("sess_n", 8, 8, j),
+            ]
+        );
+        for cursor in 0..=9 {
+            assert_eq!(
+                store.events_after("sess_n", cursor).unwrap(),
+                after(&sent, "sess_n", None, cursor),
+                "after {cursor}"
+            );
+        }
+        // And through the writer, however it batches.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for e in &sent {
+            store.append_event(e.clone());
+        }
+        store.flush().unwrap();
+        assert_eq!(store.events_after("sess_n", 0).unwrap(), sent);
+    }
+
+    #[test]
+    fn a_row_that_does_not_split_into_its_seqs_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        Connection::open(dir.path().join("arcp.db"))
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO events VALUES ('sess_1', 1, 3, NULL, 'one\ntwo');
+                 INSERT INTO events VALUES ('sess_2', 1, 2, NULL, 'one\ntwo\nthree');",
+            )
+            .unwrap();
+        for session in ["sess_1", "sess_2"] {
+            let err = store.events_after(session, 0).unwrap_err().to_string();
+            assert!(err.contains("one frame per seq"), "{err}");
+        }
+    }
+
+    #[test]
+    fn removals_keep_the_retention_rules_with_runs_in_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let session = |id: &str| SessionRecord {
+            session_id: id.into(),
+            principal: "alice".into(),
+            features: "[]".into(),
+            token_hash: "aa".into(),
+        };
+        let (a, b) = (Some("job_a"), Some("job_b"));
+        // sess_a submitted job_a and job_b; sess_w subscribed to job_a.
+        let mut batch = vec![
+            Write::Session(session("sess_a")),
+            Write::Session(session("sess_w")),
+        ];
+        for id in ["job_a", "job_b"] {
+            batch.push(Write::Job(JobRecord {
+                session_id: "sess_a".into(),
+                ..conformance::job(id, "success")
+            }));
+        }
+        let events = (1..=10)
+            .map(|seq| event("sess_a", seq, a))
+            .chain((11..=12).map(|seq| event("sess_a", seq, None)))
+            .chain((13..=20).map(|seq| event("sess_a", seq, b)))
+            .chain((1..=5).map(|seq| event("sess_w", seq, a)))
+            .chain((6..=7).map(|seq| event("sess_w", seq, None)));
+        batch.extend(events.map(Write::Event));
+        commit_one_batch(dir.path(), batch);
+        assert_eq!(rows(dir.path()).len(), 5);
+        let seqs = |session: &str| -> Vec<u64> {
+            let got = store.events_after(session, 0).unwrap();
+            got.iter().map(|e| e.seq).collect()
+        };
+
+        // The job goes; both sessions can still be resumed: all envelopes stay.
+        store.remove_job("job_a");
+        store.flush().unwrap();
+        assert_eq!(seqs("sess_a"), (1..=20).collect::<Vec<_>>());
+        assert_eq!(seqs("sess_w"), (1..=7).collect::<Vec<_>>());
+        // The watcher's session expires: all of it goes (it submitted nothing).
+        store.remove_session("sess_w");
+        store.flush().unwrap();
+        assert_eq!(seqs("sess_w"), Vec::<u64>::new());
+        // The submitter's session expires: what remains is job_b's history.
+        store.remove_session("sess_a");
+        store.flush().unwrap();
+        assert_eq!(seqs("sess_a"), (13..=20).collect::<Vec<_>>());
+        assert_eq!(
+            store.events_for_job("sess_a", "job_b", 15).unwrap(),
+            (16..=20)
+                .map(|seq| event("sess_a", seq, b))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(store.last_seq("sess_a").unwrap(), 20);
+        // Then job_b goes, and with it its history.
+        store.remove_job("job_b");
+        store.flush().unwrap();
+        assert_eq!(seqs("sess_a"), Vec::<u64>::new());
+        assert_eq!(rows(dir.path()), vec![]);
+
+        // A removal applies between the events batched before it and those after.
+        commit_one_batch(
+            dir.path(),
+            vec![
+                Write::Event(event("sess_x", 1, None)),
+                Write::Event(event("sess_x", 2, None)),
+                Write::SessionGone("sess_x".into()),
+                Write::Event(event("sess_x", 3, None)),
+                Write::Event(event("sess_x", 4, None)),
+            ],
+        );
+        assert_eq!(seqs("sess_x"), vec![3, 4]);
+    }
+
+    #[test]
+    fn a_file_of_schema_version_1_is_migrated_and_keeps_its_events() {
+        let old_events = "
+            CREATE TABLE events (
+                session_id TEXT NOT NULL,
+                seq        INTEGER NOT NULL,
+                job_id     TEXT,
+                frame      TEXT NOT NULL,
+                PRIMARY KEY (session_id, seq)
+            ) WITHOUT ROWID;
+            CREATE INDEX events_by_job ON events (job_id, seq);
+            INSERT INTO events VALUES ('sess_a', 1, 'job_a', 'a1');
+            INSERT INTO events VALUES ('sess_a', 2, 'job_a', 'a2');
+            INSERT INTO events VALUES ('sess_b', 1, 'job_a', 'b1');
+            INSERT INTO events VALUES ('sess_a', 3, NULL, 'a3');
+            INSERT INTO events VALUES ('sess_a', 4, 'job_a', 'a4
+still a4');
+            INSERT INTO events VALUES ('sess_a', 5, 'job_a', 'a5');";
+        let ev = |session: &str, seq: u64, job: Option<&str>, frame: &str| StoredEvent {
+            session_id: session.into(),
+            seq,
+            job_id: job.map(Into::into),
+            frame: frame.into(),
+        };
+        let a = Some("job_a");
+        let sess_a = vec![
+            ev("sess_a", 1, a, "a1"),
+            ev("sess_a", 2, a, "a2"),
+            ev("sess_a", 3, None, "a3"),
+            ev("sess_a", 4, a, "a4\nstill a4"),
+            ev("sess_a", 5, a, "a5"),
+        ];
+        // Version 0 had the same events table (only jobs changed).
+        for version in [0, 1] {
+            let dir = tempfile::tempdir().unwrap();
+            Connection::open(dir.path().join("arcp.db"))
+                .unwrap()
+                .execute_batch(&format!("{old_events} PRAGMA user_version = {version};"))
+                .unwrap();
+            let store = SqliteStore::open(dir.path()).unwrap();
+            assert_eq!(store.events_after("sess_a", 0).unwrap(), sess_a);
+            assert_eq!(store.events_after("sess_a", 3).unwrap(), sess_a[3..]);
+            assert_eq!(
+                store.events_for_job("sess_a", "job_a", 0).unwrap(),
+                after(&sess_a, "sess_a", a, 0)
+            );
+            assert_eq!(
+                store.events_for_job("sess_b", "job_a", 0).unwrap(),
+                vec![ev("sess_b", 1, a, "b1")]
+            );
+            assert_eq!(store.events_after("sess_b", 1).unwrap(), vec![]);
+            assert_eq!(store.last_seq("sess_a").unwrap(), 5);
+            assert_eq!(store.last_seq("sess_b").unwrap(), 1);
+            assert_eq!(
+                rows(dir.path()),
+                vec![
+                    row("sess_a", 1, 1, a),
+                    row("sess_a", 2, 2, a),
+                    row("sess_a", 3, 3, None),
+                    row("sess_a", 4, 4, a),
+                    row("sess_a", 5, 5, a),
+                    row("sess_b", 1, 1, a),
+                ]
+            );
+            let conn = Connection::open(dir.path().join("arcp.db")).unwrap();
+            let (user_version, tables, indexes): (i64, i64, i64) = conn
+                .query_row(
+                    "SELECT (SELECT user_version FROM pragma_user_version),
+                       (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'events%'),
+                       (SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'events_by_job')",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap();
+            assert_eq!((user_version, tables, indexes), (SCHEMA_VERSION, 1, 1));
+            // New events go in as runs beside the old ones.
+            let more = vec![ev("sess_a", 6, a, "a6"), ev("sess_a", 7, a, "a7")];
+            commit_one_batch(dir.path(), more.iter().cloned().map(Write::Event).collect());
+            assert_eq!(store.events_after("sess_a", 4).unwrap()[1..], more);
+            assert_eq!(store.last_seq("sess_a").unwrap(), 7);
+            drop(store);
+            // Reopening a migrated file changes nothing.
+            let store = SqliteStore::open(dir.path()).unwrap();
+            assert_eq!(store.events_after("sess_a", 5).unwrap(), more);
+        }
+        // A new file is created at the current version, never migrated.
+        let dir = tempfile::tempdir().unwrap();
+        let _store = SqliteStore::open(dir.path()).unwrap();
+        let version: i64 = Connection::open(dir.path().join("arcp.db"))
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]
