@@ -172,7 +172,7 @@ fn event_appends(c: &mut Criterion) {
 struct Discard;
 
 impl JobSink for Discard {
-    fn emit(&self, _kind: &str, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn emit(&self, _kind: String, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async {})
     }
 }

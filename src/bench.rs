@@ -66,7 +66,7 @@ impl std::fmt::Display for Percentiles {
 struct Discard;
 
 impl JobSink for Discard {
-    fn emit(&self, _kind: &str, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn emit(&self, _kind: String, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async {})
     }
 }
@@ -248,7 +248,7 @@ pub async fn serve_in_process(runtime: Arc<Runtime>) -> anyhow::Result<String> {
 struct Counter(std::sync::atomic::AtomicU64);
 
 impl JobSink for Counter {
-    fn emit(&self, _kind: &str, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn emit(&self, _kind: String, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Box::pin(async {})
     }

@@ -48,7 +48,7 @@ impl Delegator for ChildJobs {
                 .map_err(to_failure)?;
             parent
                 .event(
-                    "delegate",
+                    "delegate".to_owned(),
                     json!({"child_job_id": child.id, "agent": child.agent}),
                 )
                 .await;

@@ -273,7 +273,7 @@ impl Job {
 
     /// Sends one `job.event`, first waiting while an acknowledging client is too far
     /// behind (and telling it why with a `back_pressure` status event).
-    async fn event(&self, kind: &str, body: Value) {
+    async fn event(&self, kind: String, body: Value) {
         if let Some(lag) = self.outbox.overrun() {
             let status = EventPayload {
                 kind: "status".into(),
@@ -290,10 +290,10 @@ impl Job {
         // tool results): no frame may pass the 1 MiB clients enforce.
         let mut body = body;
         if crate::protocol::fit_within(&mut body, EVENT_BODY_LIMIT) {
-            tracing::warn!(job_id = %self.id, kind, "an event body over the frame limit was cut");
+            tracing::warn!(job_id = %self.id, %kind, "an event body over the frame limit was cut");
         }
         let payload = EventPayload {
-            kind: kind.to_owned(),
+            kind,
             ts: now_rfc3339(),
             body,
         };
@@ -320,10 +320,9 @@ struct EventRoute {
 }
 
 impl JobSink for EventRoute {
-    fn emit(&self, kind: &str, body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        let kind = kind.to_owned();
+    fn emit(&self, kind: String, body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
-            self.job.event(&kind, body).await;
+            self.job.event(kind, body).await;
             self.metrics.events.inc();
             if let Err(e) = self.store.health()
                 && let Ok(mut failure) = self.job.store_failure.lock()

@@ -27,7 +27,7 @@ pub struct PluginTools {
 struct Quiet;
 
 impl JobSink for Quiet {
-    fn emit(&self, _kind: &str, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn emit(&self, _kind: String, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async {})
     }
 }

@@ -31,7 +31,7 @@ const BASE64_CHUNK_BYTES: usize = 384 << 10;
 /// how a slow client slows a chatty plugin down).
 pub trait JobSink: Send + Sync + 'static {
     /// Emits one `job.event` of `kind` with `body`.
-    fn emit(&self, kind: &str, body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    fn emit(&self, kind: String, body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 
     /// Told once, when the run ends, what it used (for metrics); by default ignored.
     fn usage(&self, _usage: Usage) {}
@@ -117,7 +117,7 @@ impl JobState {
     ) -> impl Future<Output = ()> + Send + 'static {
         let sink = self.sink.clone();
         let kind = kind.to_owned();
-        async move { sink.emit(&kind, body).await }
+        async move { sink.emit(kind, body).await }
     }
 }
 

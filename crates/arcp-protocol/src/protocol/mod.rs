@@ -13,6 +13,7 @@ pub use messages::*;
 
 use crate::error::ArcpError;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The protocol version this runtime speaks.
@@ -201,8 +202,10 @@ pub struct Outbound {
     /// Stamped by the session's sequencer on `job.event`, `job.result`, `job.error`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_seq: Option<u64>,
-    /// The payload object.
-    pub payload: Value,
+    /// The payload object, already JSON text: serialised once, when the message is
+    /// built, and copied as bytes into every frame made of it (a job's event goes to
+    /// its session and to each subscriber).
+    pub payload: Box<RawValue>,
 }
 
 impl Outbound {
@@ -216,9 +219,7 @@ impl Outbound {
             trace_id: None,
             job_id: None,
             event_seq: None,
-            // Serialising our own payload structs cannot fail: they hold only strings,
-            // numbers, maps and JSON values.
-            payload: serde_json::to_value(payload).unwrap_or(Value::Object(Map::new())),
+            payload: raw_payload(&payload),
         }
     }
 
@@ -274,7 +275,7 @@ impl Outbound {
             trace_id: take(&mut v, "trace_id"),
             job_id: take(&mut v, "job_id"),
             event_seq: None,
-            payload: v.get_mut("payload").map(Value::take).unwrap_or_default(),
+            payload: raw_payload(&v.get_mut("payload").map(Value::take).unwrap_or_default()),
         })
     }
 
@@ -288,6 +289,16 @@ impl Outbound {
     pub fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// `payload` as JSON text. Serialising our own payload structs cannot fail: they hold
+/// only strings, numbers, maps and JSON values (an empty object stands in if it did).
+fn raw_payload(payload: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(payload).unwrap_or_else(|_| empty_object())
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).unwrap_or_default()
 }
 
 /// Identifier minting. Envelope ids are uppercase ULIDs; entity ids are a lowercase
