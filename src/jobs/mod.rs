@@ -22,7 +22,9 @@ use crate::protocol::{
     ListJobsPayload, Outbound, SubmitPayload, SubscribePayload, SubscribedPayload,
     UnsubscribePayload, ids, now_rfc3339,
 };
-use crate::sandbox::{Authority, JobInfo, JobSink, JobSpec, ModelGateway, NetClient, Sandbox};
+use crate::sandbox::{
+    Authority, JobInfo, JobSink, JobSpec, ModelGateway, NetClient, RecordGate, Sandbox,
+};
 use crate::session::Outbox;
 use crate::store::{JobRecord, OutstandingCredential, Store};
 use serde_json::Value;
@@ -309,6 +311,22 @@ fn effective_lease(plugin: &Plugin, requested: &Lease) -> Result<Lease, ArcpErro
         Some(ceiling) => lease.within(&ceiling),
         None => Ok(lease),
     }
+}
+
+/// The gate a job's authority-bearing calls wait at: its idempotency key and record
+/// (write tickets, 0 for none) committed.
+fn record_gate(store: Arc<dyn Store>, tickets: [crate::store::Ticket; 2]) -> RecordGate {
+    use futures_util::FutureExt as _;
+    async move {
+        for ticket in tickets {
+            crate::store::committed(store.as_ref(), ticket)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+    .boxed()
+    .shared()
 }
 
 /// Routes a sandbox's events to the job's session, and stops the job when the store
@@ -900,8 +918,9 @@ impl JobManager {
             return self.replay_accepted(&existing_job, outbox, env).await;
         }
         // The job's record and key are written before its `job.accepted`, which (like
-        // every sequenced frame) leaves only once committed; the job itself starts
-        // only once they are, and ends with INTERNAL_ERROR if they could not be.
+        // every sequenced frame) leaves only once committed. The job starts at once,
+        // but makes no authority-bearing call until they are committed, and ends with
+        // INTERNAL_ERROR if they could not be (see `record_gate`).
         let job_written = self.store.put_job(job.record());
         if let Ok(mut w) = job.recorded.lock() {
             *w = [key_written, job_written];
@@ -971,6 +990,10 @@ impl JobManager {
                 parent: job.clone(),
             })),
             expired_attempt: Default::default(),
+            recorded: Some(record_gate(
+                self.store.clone(),
+                job.recorded.lock().map(|r| *r).unwrap_or_default(),
+            )),
         };
         let spec = JobSpec {
             info: JobInfo {
@@ -1047,13 +1070,22 @@ impl JobManager {
         max_runtime: Duration,
         lease_deadline: Option<tokio::time::Instant>,
     ) {
-        let recorded = job.recorded.lock().map(|r| *r).unwrap_or_default();
-        for ticket in recorded {
-            if let Err(e) = crate::store::committed(self.store.as_ref(), ticket).await {
-                let ending = terminal::Ending::StoreFailed(e.to_string());
-                return self.conclude(job, ending).await;
+        // The job starts while its record is being committed; nothing it does
+        // reaches outside the sandbox before that (see `Authority::recorded`), and
+        // if the record cannot be stored the job ends there.
+        let gate = spec.authority.recorded.clone();
+        let record_failed = {
+            let gate = gate.clone();
+            async move {
+                match gate {
+                    Some(gate) => match gate.await {
+                        Err(why) => why,
+                        Ok(()) => std::future::pending().await,
+                    },
+                    None => std::future::pending().await,
+                }
             }
-        }
+        };
         job.set_status(JobStatus::Running);
         let sink: Arc<dyn JobSink> = Arc::new(EventRoute {
             job: job.clone(),
@@ -1101,9 +1133,23 @@ impl JobManager {
                 }
                 _ = tokio::time::sleep(max_runtime) => terminal::Ending::TimedOut(max_runtime),
                 _ = lease_expiry => terminal::Ending::LeaseExpired,
+                why = record_failed => terminal::Ending::StoreFailed(why),
             }
             // The run future, and with it the job's Store, is dropped here: nothing of
             // the guest runs after this point.
+        };
+        // A job whose record is known to have failed ends INTERNAL_ERROR however it
+        // ran. One that ended before its record's commit settled (a quick job that
+        // needed no authority) is not held back for it: its terminal message is
+        // stored after the record, and waiting would add a commit to every round
+        // trip; if that commit fails (a full disk), the job's result was real but
+        // the store refuses the next submits (SECURITY.md, D1).
+        let known = gate.and_then(futures_util::FutureExt::now_or_never);
+        let ending = match (ending, known) {
+            (terminal::Ending::StoreFailed(why), _) | (_, Some(Err(why))) => {
+                terminal::Ending::StoreFailed(why)
+            }
+            (ending, _) => ending,
         };
         self.conclude(job, ending).await;
     }

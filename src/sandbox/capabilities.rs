@@ -73,7 +73,17 @@ pub struct Authority {
     /// Set when the job tried an authority-bearing call after its lease expired
     /// (spec §9.5: the job then ends with `LEASE_EXPIRED`).
     pub expired_attempt: std::sync::atomic::AtomicBool,
+    /// Resolves once the job's record is stored. A job starts while its record is
+    /// still being committed (computing and emitting events need no record: their
+    /// frames are stored after it), but nothing that reaches outside the sandbox
+    /// happens before it is; `None` when there is nothing to wait for.
+    pub recorded: Option<RecordGate>,
 }
+
+/// A job's [`Authority::recorded`]: the store's verdict on its record, shared by
+/// every call that waits for it.
+pub type RecordGate =
+    futures_util::future::Shared<futures_util::future::BoxFuture<'static, Result<(), String>>>;
 
 impl Authority {
     /// An authority that grants nothing (tools run with it).
@@ -91,6 +101,24 @@ impl Authority {
             delegator: None,
             budget_view: Default::default(),
             expired_attempt: Default::default(),
+            recorded: None,
+        }
+    }
+
+    /// Waits for the job's record to be stored (see [`Authority::recorded`]); every
+    /// authority-bearing call awaits this first.
+    fn recorded(&self) -> impl Future<Output = Result<(), types::Failure>> + Send + 'static {
+        let gate = self.recorded.clone();
+        async move {
+            match gate {
+                Some(gate) => gate.await.map_err(|why| {
+                    failure(
+                        "INTERNAL_ERROR",
+                        format!("the job's record could not be stored: {why}"),
+                    )
+                }),
+                None => Ok(()),
+            }
         }
     }
 }
@@ -365,6 +393,7 @@ impl capabilities::Host for JobState {
         input_json: String,
         lease_json: String,
     ) -> Result<String, types::Failure> {
+        self.authority.recorded().await?;
         let authority = &mut self.authority;
         let checked = authority.admit().and_then(|()| {
             let (name, _) = crate::plugins::parse_agent_ref(&agent)
@@ -413,6 +442,7 @@ impl capabilities::Host for JobState {
         model: String,
         request_json: String,
     ) -> Result<String, types::Failure> {
+        self.authority.recorded().await?;
         let gateway = self.authority.models.clone();
         let admitted = self.authority.admit().and_then(|()| {
             let gateway = gateway
@@ -473,6 +503,7 @@ impl capabilities::Host for JobState {
         headers: Vec<(String, String)>,
         body: Option<Vec<u8>>,
     ) -> Result<capabilities::HttpResponse, types::Failure> {
+        self.authority.recorded().await?;
         let admitted = self.authority.admit();
         let net = self.authority.net.clone();
         let matcher = self.authority.matcher.clone();
@@ -488,6 +519,7 @@ impl capabilities::Host for JobState {
     }
 
     async fn read_file(&mut self, path: String) -> Result<Vec<u8>, types::Failure> {
+        self.authority.recorded().await?;
         let checked = self
             .authority
             .admit()
@@ -508,6 +540,7 @@ impl capabilities::Host for JobState {
     }
 
     async fn write_file(&mut self, path: String, data: Vec<u8>) -> Result<(), types::Failure> {
+        self.authority.recorded().await?;
         let checked = self
             .authority
             .admit()
@@ -529,6 +562,7 @@ impl capabilities::Host for JobState {
     }
 
     async fn list_dir(&mut self, path: String) -> Result<Vec<String>, types::Failure> {
+        self.authority.recorded().await?;
         let admitted = self.authority.admit();
         let root = self.authority.workspace.clone();
         let visible = normalise_path(&path).map_err(|why| denied(format!("path {path:?} {why}")));
@@ -591,6 +625,7 @@ impl capabilities::Host for JobState {
         name: String,
         args_json: String,
     ) -> Result<String, types::Failure> {
+        self.authority.recorded().await?;
         let admitted = self.authority.admit().and_then(|()| {
             if self.authority.matcher.allows("tool.call", &name) {
                 Ok(())
@@ -616,5 +651,40 @@ impl capabilities::Host for JobState {
         };
         let summary = |out: &String| serde_json::from_str::<Value>(out).unwrap_or(Value::Null);
         self.reported(&name, args, summary, op).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt as _;
+
+    fn gated(gate: tokio::sync::oneshot::Receiver<Result<(), String>>) -> Authority {
+        let gate = async move { gate.await.unwrap_or_else(|_| Err("dropped".into())) };
+        Authority {
+            recorded: Some(gate.boxed().shared()),
+            ..Authority::none()
+        }
+    }
+
+    #[tokio::test]
+    async fn authority_bearing_calls_wait_for_the_record_and_fail_when_it_was_not_stored() {
+        assert!(Authority::none().recorded().await.is_ok());
+
+        let (stored, gate) = tokio::sync::oneshot::channel();
+        let authority = gated(gate);
+        let mut waiting = Box::pin(authority.recorded());
+        assert!(futures_util::poll!(&mut waiting).is_pending());
+        stored.send(Ok(())).unwrap();
+        assert!(waiting.await.is_ok());
+        // Later calls find the verdict at once.
+        assert!(authority.recorded().now_or_never().unwrap().is_ok());
+
+        let (stored, gate) = tokio::sync::oneshot::channel();
+        let authority = gated(gate);
+        stored.send(Err("disk full".into())).unwrap();
+        let failure = authority.recorded().await.unwrap_err();
+        assert_eq!(failure.code, "INTERNAL_ERROR");
+        assert!(failure.message.contains("disk full"), "{}", failure.message);
     }
 }

@@ -17,7 +17,7 @@ mod limits;
 mod model;
 mod net;
 
-pub use capabilities::{Authority, Delegator, MAX_READ_BYTES, ToolRunner};
+pub use capabilities::{Authority, Delegator, MAX_READ_BYTES, RecordGate, ToolRunner};
 pub use host::{JobSink, StreamSummary, Usage};
 pub use limits::JobLimiter;
 pub use model::{ModelGateway, ModelPrice};
