@@ -49,12 +49,53 @@ pub struct Outbox {
 
 struct Inner {
     next_seq: u64,
-    conn: Option<mpsc::Sender<(Ticket, FrameOut)>>,
+    conn: Option<Forwarder>,
 }
 
 /// How many frames may wait for their store write per connection (beyond the
-/// connection's own queue).
-const FORWARD_QUEUE: usize = 256;
+/// connection's own queue), and how many bytes they may hold. Under a flood the
+/// store commits whatever waits in one transaction, so a deeper queue means fewer,
+/// larger commits: 2,048 frames instead of 256 took a one-job SQLite flood from
+/// 104-131 k to 135-188 k events/s (BENCHMARKS.md). The byte bound keeps a plugin emitting
+/// 256 KiB bodies from parking 2,048 of them.
+const FORWARD_QUEUE: usize = 2048;
+const FORWARD_BYTES: usize = 8 << 20;
+
+/// A frame in a forwarder's queue, holding its share of [`FORWARD_BYTES`] until it
+/// has been handed to the connection.
+struct Pending {
+    ticket: Ticket,
+    frame: FrameOut,
+    _held: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The sending side of a connection's forwarder.
+struct Forwarder {
+    frames: mpsc::Sender<Pending>,
+    bytes: Arc<tokio::sync::Semaphore>,
+}
+
+impl Forwarder {
+    /// Queues `frame` to be sent once `ticket` is settled, first waiting for room in
+    /// both bounds. False when the forwarder has stopped (its connection is gone).
+    async fn send(&self, ticket: Ticket, frame: FrameOut) -> bool {
+        let len = match &frame {
+            FrameOut::Frame(text) => text.len(),
+            FrameOut::Close(..) => 0,
+        };
+        // Counted in KiB; no frame needs more than the whole bound.
+        let kib = (len >> 10).clamp(1, FORWARD_BYTES >> 10) as u32;
+        let Ok(held) = self.bytes.clone().acquire_many_owned(kib).await else {
+            return false;
+        };
+        let pending = Pending {
+            ticket,
+            frame,
+            _held: held,
+        };
+        self.frames.send(pending).await.is_ok()
+    }
+}
 
 /// Where an attached connection's frames go, and how long it may fail to read.
 pub struct Link {
@@ -92,11 +133,16 @@ impl Link {
 /// resume from what it last read.
 async fn forward(
     session_id: String,
-    mut frames: mpsc::Receiver<(Ticket, FrameOut)>,
+    mut frames: mpsc::Receiver<Pending>,
     link: Link,
     mut settled: tokio::sync::watch::Receiver<Ticket>,
 ) {
-    while let Some((ticket, frame)) = frames.recv().await {
+    while let Some(Pending {
+        ticket,
+        frame,
+        _held,
+    }) = frames.recv().await
+    {
         if ticket > *settled.borrow() && settled.wait_for(|s| *s >= ticket).await.is_err() {
             return; // The store is gone: the runtime is shutting down.
         }
@@ -209,11 +255,14 @@ impl Outbox {
     }
 
     /// A forwarder in front of the connection (see the module docs).
-    fn forwarder(&self, link: Link) -> mpsc::Sender<(Ticket, FrameOut)> {
+    fn forwarder(&self, link: Link) -> Forwarder {
         let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
         let id = self.session_id.clone();
         tokio::spawn(forward(id, rx, link, self.store.settled()));
-        tx
+        Forwarder {
+            frames: tx,
+            bytes: Arc::new(tokio::sync::Semaphore::new(FORWARD_BYTES >> 10)),
+        }
     }
 
     /// Attaches a connection; frames go there from now on.
@@ -285,7 +334,7 @@ impl Outbox {
             });
         }
         if let Some(conn) = &inner.conn
-            && conn.send((ticket, FrameOut::Frame(text))).await.is_err()
+            && !conn.send(ticket, FrameOut::Frame(text)).await
         {
             inner.conn = None;
         }
@@ -304,9 +353,7 @@ impl Outbox {
         let mut inner = self.inner.lock().await;
         if let Some(conn) = inner.conn.take() {
             // After every frame queued before it, each sent once durable.
-            let _ = conn
-                .send((0, FrameOut::Close(code, reason.to_owned())))
-                .await;
+            conn.send(0, FrameOut::Close(code, reason.to_owned())).await;
         }
     }
 }
@@ -467,6 +514,41 @@ mod tests {
         assert!(rx.try_recv().is_err(), "not before the record is committed");
         store.settled.send_replace(record);
         assert!(matches!(rx.recv().await, Some(FrameOut::Frame(t)) if t.contains("job.accepted")));
+    }
+
+    /// The frames waiting for the store are bounded in bytes as well as in number:
+    /// a job emitting large bodies waits once FORWARD_BYTES of them wait.
+    #[tokio::test]
+    async fn frames_waiting_for_the_store_are_bounded_in_bytes() {
+        let (store, outbox, mut rx) = gated_outbox().await;
+        let outbox = Arc::new(outbox);
+        let big = |i: u64| {
+            let pad = "x".repeat(200 << 10);
+            let body = serde_json::json!({"kind": "log", "body": {"i": i, "pad": pad}});
+            Outbound::new("job.event", body).job("job_t")
+        };
+        let per_frame = big(0).encode().len();
+        let fits = (FORWARD_BYTES >> 10) / (per_frame >> 10);
+        assert!(
+            fits < FORWARD_QUEUE,
+            "the byte bound is the one that binds here"
+        );
+        for i in 0..fits as u64 {
+            outbox.send(big(i)).await;
+        }
+        let one_more = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.send(big(99)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!one_more.is_finished(), "the sender waits for room");
+
+        // Once the store has them and the connection takes them, room comes back.
+        store.settled.send_replace(u64::MAX);
+        for seq in 1..=fits as u64 + 1 {
+            assert_eq!(seq_of(&mut rx).await, seq);
+        }
+        assert_eq!(one_more.await.unwrap(), fits as u64 + 1);
     }
 
     /// Write-before-send: a sequenced frame reaches the connection only once the
