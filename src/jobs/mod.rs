@@ -27,6 +27,7 @@ use crate::sandbox::{
 };
 use crate::session::Outbox;
 use crate::store::{JobRecord, OutstandingCredential, Store};
+use futures_util::future::OptionFuture;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -127,8 +128,8 @@ pub struct Job {
     started: std::time::Instant,
     /// Its principal's running-job slot, given back when it ends.
     slot: Mutex<Option<RunningSlot>>,
-    /// Store tickets of its idempotency key and first record: it runs only once
-    /// both are committed.
+    /// Store tickets of its idempotency key and first record: its authority-bearing
+    /// calls wait until both are committed (`record_gate`).
     recorded: Mutex<[crate::store::Ticket; 2]>,
     /// The budget's current remaining amounts (the sandbox updates it).
     budget_view: Arc<std::sync::Mutex<BTreeMap<String, rust_decimal::Decimal>>>,
@@ -1077,13 +1078,10 @@ impl JobManager {
         let record_failed = {
             let gate = gate.clone();
             async move {
-                match gate {
-                    Some(gate) => match gate.await {
-                        Err(why) => why,
-                        Ok(()) => std::future::pending().await,
-                    },
-                    None => std::future::pending().await,
+                if let Some(Err(why)) = OptionFuture::from(gate).await {
+                    return why;
                 }
+                std::future::pending().await
             }
         };
         job.set_status(JobStatus::Running);

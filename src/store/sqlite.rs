@@ -402,31 +402,26 @@ impl Run {
         let (Some(first), Some(last)) = (self.events.first(), self.events.last()) else {
             return Ok(());
         };
-        let (seq, last_seq) = (first.seq as i64, last.seq as i64);
-        if self.events.len() == 1 {
-            insert.execute(params![
-                first.session_id,
-                seq,
-                last_seq,
-                first.job_id,
-                first.frame
-            ])?;
+        // A run of one is bound as it is, without a copy.
+        let frames = if self.events.len() == 1 {
+            std::borrow::Cow::Borrowed(first.frame.as_str())
         } else {
-            let mut frames = String::with_capacity(self.bytes);
+            let mut joined = String::with_capacity(self.bytes);
             for (i, e) in self.events.iter().enumerate() {
                 if i > 0 {
-                    frames.push('\n');
+                    joined.push('\n');
                 }
-                frames.push_str(&e.frame);
+                joined.push_str(&e.frame);
             }
-            insert.execute(params![
-                first.session_id,
-                seq,
-                last_seq,
-                first.job_id,
-                frames
-            ])?;
-        }
+            std::borrow::Cow::Owned(joined)
+        };
+        insert.execute(params![
+            first.session_id,
+            first.seq as i64,
+            last.seq as i64,
+            first.job_id,
+            frames.as_ref()
+        ])?;
         self.events.clear();
         self.bytes = 0;
         self.sealed = false;
