@@ -929,12 +929,16 @@ impl JobManager {
         let msg = Outbound::new("job.accepted", &accepted)
             .job(&job_id)
             .trace(Some(&trace_id));
-        // Unsequenced, so not stored itself: it waits for the job's record instead.
-        outbox.send_after(msg, job_written).await;
+        // Counted and marked running before its `job.accepted` is queued: a client
+        // that reads it and then scrapes metrics or lists jobs sees the job as it is
+        // (the job starts as soon as it is launched, its record being committed).
         let agent = crate::metrics::AgentLabels {
             agent: job.agent.clone(),
         };
         self.metrics.submitted.get_or_create(&agent).inc();
+        job.set_status(JobStatus::Running);
+        // Unsequenced, so not stored itself: it waits for the job's record instead.
+        outbox.send_after(msg, job_written).await;
 
         self.launch(
             job,
