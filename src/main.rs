@@ -10,6 +10,22 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Jobs allocate and free many small buffers across threads (a frame is encoded by a
+/// job's task and freed by the connection's writer or the store's). glibc's malloc
+/// spent about a quarter of the runtime's CPU on that; jemalloc's thread caches make
+/// echo jobs and event floods cheaper (BENCHMARKS.md). mimalloc was as fast but held
+/// the compiler threads' freed memory (~100 MiB after the first start) until they
+/// allocated again; jemalloc's background thread returns it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read before `main`: a background thread gives freed pages back
+/// to the system a second after they were last used, even while the host is idle.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: Option<&std::ffi::c_char> =
+    // SAFETY: the pointer is to a static, NUL-terminated string (jemalloc's `const char*`).
+    Some(unsafe { &*c"background_thread:true,dirty_decay_ms:1000".as_ptr() });
+
 #[derive(Parser)]
 #[command(
     name = "arcp-host",
@@ -284,14 +300,12 @@ fn ignore_file_size_signal() {
     }
 }
 
-/// Buffers of 128 KiB and more are mapped for themselves and unmapped when freed.
-/// glibc otherwise raises that threshold to the size of the largest buffer freed
-/// (up to 32 MiB), after which such buffers come from the heap and stay resident:
-/// one plugin's 16 MiB log line would keep 16 MiB of the host's memory for good.
+/// SQLite (C) still allocates with glibc's malloc: buffers of 128 KiB and more are
+/// mapped for themselves and unmapped when freed, rather than glibc raising that
+/// threshold to the largest buffer freed (up to 32 MiB) and keeping them resident.
 fn return_large_buffers_to_the_os() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; it runs before any thread
-    // is started.
+    // SAFETY: mallopt only sets a parameter of glibc's allocator, under its lock.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
     }
