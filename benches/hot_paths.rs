@@ -11,7 +11,7 @@ use arcp_host::protocol::{Envelope, EventPayload, Outbound};
 use arcp_host::sandbox::{Flavor, JobSink, Sandbox, SandboxConfig};
 use arcp_host::store::{MemoryStore, SqliteStore, Store, StoredEvent};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::Pin;
@@ -33,8 +33,10 @@ fn envelopes(c: &mut Criterion) {
         b.iter(|| Envelope::decode(black_box(EVENT)).map(|e| e.payload.is_object()))
     });
     // What the runtime does per event: build the outbound envelope from the body a
-    // guest emitted, then serialise it (the sequencer stamps `event_seq`).
-    let body = json!({"level": "info", "message": "tick 0"});
+    // guest emitted (JSON text, checked and passed through), then serialise it (the
+    // sequencer stamps `event_seq`).
+    let body_text = r#"{"level":"info","message":"tick 0"}"#;
+    let body = serde_json::value::RawValue::from_string(body_text.to_owned()).unwrap();
     g.bench_function("build + encode job.event", |b| {
         b.iter(|| {
             let mut out = Outbound::new(
@@ -42,7 +44,8 @@ fn envelopes(c: &mut Criterion) {
                 EventPayload {
                     kind: "log".into(),
                     ts: "2026-11-28T16:08:17.108238Z".into(),
-                    body: black_box(&body).clone(),
+                    body: serde_json::value::RawValue::from_string(black_box(body_text).to_owned())
+                        .unwrap(),
                 },
             )
             .session("sess_01M8HEM6EJ7MD7KVP8ZZYQ89EE")
@@ -172,7 +175,11 @@ fn event_appends(c: &mut Criterion) {
 struct Discard;
 
 impl JobSink for Discard {
-    fn emit(&self, _kind: String, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn emit(
+        &self,
+        _kind: String,
+        _body: Box<serde_json::value::RawValue>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async {})
     }
 }

@@ -66,7 +66,11 @@ impl std::fmt::Display for Percentiles {
 struct Discard;
 
 impl JobSink for Discard {
-    fn emit(&self, _kind: String, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn emit(
+        &self,
+        _kind: String,
+        _body: Box<serde_json::value::RawValue>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async {})
     }
 }
@@ -149,6 +153,25 @@ pub async fn round_trips(url: &str, token: &str, n: usize) -> anyhow::Result<Per
         let done = c.terminal().await?;
         samples.push(t.elapsed());
         anyhow::ensure!(done["type"] == "job.result", "echo failed: {done}");
+    }
+    Ok(Percentiles::of(&mut samples))
+}
+
+/// Sequential `session.ping` → `session.pong` round trips: the transport's floor
+/// (WebSocket framing, JSON and the session's task, no job and no store), against
+/// which the echo round trip's cost of a sandbox and a commit can be read.
+pub async fn ping_round_trips(url: &str, token: &str, n: usize) -> anyhow::Result<Percentiles> {
+    let mut c = Client::connect(url, token, None).await?;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n + n.min(50) {
+        let ping =
+            json!({"nonce": format!("bench-{i}"), "sent_at": crate::protocol::now_rfc3339()});
+        let t = Instant::now();
+        let id = c.send("session.ping", ping, None).await?;
+        c.reply(&id, "session.pong").await?;
+        if i >= n.min(50) {
+            samples.push(t.elapsed());
+        }
     }
     Ok(Percentiles::of(&mut samples))
 }
@@ -248,7 +271,11 @@ pub async fn serve_in_process(runtime: Arc<Runtime>) -> anyhow::Result<String> {
 struct Counter(std::sync::atomic::AtomicU64);
 
 impl JobSink for Counter {
-    fn emit(&self, _kind: String, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn emit(
+        &self,
+        _kind: String,
+        _body: Box<serde_json::value::RawValue>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Box::pin(async {})
     }
@@ -981,6 +1008,20 @@ pub async fn run_load(
 ) -> anyhow::Result<()> {
     let token = &tokens[0];
     if plan.round_trips > 0 {
+        println!(
+            "\n## session.ping→pong round trip over loopback WebSocket (the transport's floor)"
+        );
+        // A runtime that does not answer client pings is still measured on the rest.
+        match tokio::time::timeout(
+            Duration::from_secs(60),
+            ping_round_trips(url, token, plan.round_trips),
+        )
+        .await
+        {
+            Ok(Ok(p)) => println!("{p}"),
+            Ok(Err(e)) => println!("not answered: {e:#}"),
+            Err(_) => println!("not answered within 60 s"),
+        }
         println!("\n## echo submit→result round trip over loopback WebSocket ({url})");
         let phase = Phase::begin(pid);
         println!("{}", round_trips(url, token, plan.round_trips).await?);

@@ -49,7 +49,9 @@ impl Delegator for ChildJobs {
             parent
                 .event(
                     "delegate".to_owned(),
-                    json!({"child_job_id": child.id, "agent": child.agent}),
+                    crate::protocol::raw_payload(
+                        &json!({"child_job_id": child.id, "agent": child.agent}),
+                    ),
                 )
                 .await;
             let mut outcome = child.outcome.subscribe();

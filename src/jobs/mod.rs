@@ -276,23 +276,28 @@ impl Job {
 
     /// Sends one `job.event`, first waiting while an acknowledging client is too far
     /// behind (and telling it why with a `back_pressure` status event).
-    async fn event(&self, kind: String, body: Value) {
+    async fn event(&self, kind: String, body: Box<serde_json::value::RawValue>) {
         if let Some(lag) = self.outbox.overrun() {
             let status = EventPayload {
                 kind: "status".into(),
                 ts: now_rfc3339(),
-                body: serde_json::json!({
+                body: crate::protocol::raw_payload(&serde_json::json!({
                     "phase": "back_pressure",
                     "message": format!("the client is {lag} events behind its acknowledgements; this job waits"),
-                }),
+                })),
             };
             self.send("job.event", status).await;
             self.outbox.wait_for_room().await;
         }
         // Bodies carry plugin- and client-controlled text (tool arguments, paths,
-        // tool results): no frame may pass the 1 MiB clients enforce.
+        // tool results): no frame may pass the 1 MiB clients enforce. The text's
+        // length is its size, so only a body over the limit is parsed to be cut.
         let mut body = body;
-        if crate::protocol::fit_within(&mut body, EVENT_BODY_LIMIT) {
+        if body.get().len() > EVENT_BODY_LIMIT
+            && let Ok(mut tree) = serde_json::from_str::<Value>(body.get())
+        {
+            crate::protocol::fit_within(&mut tree, EVENT_BODY_LIMIT);
+            body = crate::protocol::raw_payload(&tree);
             tracing::warn!(job_id = %self.id, %kind, "an event body over the frame limit was cut");
         }
         let payload = EventPayload {
@@ -339,7 +344,11 @@ struct EventRoute {
 }
 
 impl JobSink for EventRoute {
-    fn emit(&self, kind: String, body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn emit(
+        &self,
+        kind: String,
+        body: Box<serde_json::value::RawValue>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             self.job.event(kind, body).await;
             self.metrics.events.inc();

@@ -188,7 +188,11 @@ async fn finish_inline(job: &Job, value: Value) -> Outcome {
             cut -= 1;
         }
         let body = json!({"result_id": result_id, "chunk_seq": seq, "data": &rest[..cut], "encoding": "utf8", "more": cut < rest.len()});
-        job.event("result_chunk".to_owned(), body).await;
+        job.event(
+            "result_chunk".to_owned(),
+            crate::protocol::raw_payload(&body),
+        )
+        .await;
         rest = &rest[cut..];
         seq += 1;
     }
@@ -212,7 +216,11 @@ async fn finish_stream(job: &Job, output: &str, stream: StreamSummary) -> Outcom
         "encoding": stream.encoding,
         "more": false,
     });
-    job.event("result_chunk".to_owned(), last).await;
+    job.event(
+        "result_chunk".to_owned(),
+        crate::protocol::raw_payload(&last),
+    )
+    .await;
     let mut payload = result("success", None);
     payload.result_id = Some(stream.result_id.clone());
     payload.result_size = Some(stream.bytes);

@@ -6,7 +6,6 @@ use crate::plugins::Registry;
 use crate::sandbox::{
     Authority, Failure, JobInfo, JobSink, JobSpec, RunOutcome, Sandbox, ToolRunner,
 };
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -27,7 +26,11 @@ pub struct PluginTools {
 struct Quiet;
 
 impl JobSink for Quiet {
-    fn emit(&self, _kind: String, _body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn emit(
+        &self,
+        _kind: String,
+        _body: Box<serde_json::value::RawValue>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async {})
     }
 }

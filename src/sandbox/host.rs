@@ -10,6 +10,7 @@ use super::capabilities::Authority;
 use super::limits::JobLimiter;
 use crate::lease::Charge;
 use base64::Engine as _;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::future::Future;
 use std::pin::Pin;
@@ -30,8 +31,13 @@ const BASE64_CHUNK_BYTES: usize = 384 << 10;
 /// Where a job's events go. Implemented by the jobs module; `emit` may wait (that is
 /// how a slow client slows a chatty plugin down).
 pub trait JobSink: Send + Sync + 'static {
-    /// Emits one `job.event` of `kind` with `body`.
-    fn emit(&self, kind: String, body: Value) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// Emits one `job.event` of `kind` with `body`, a JSON object as text: a plugin's
+    /// own body goes out as the bytes it passed, never parsed into a tree.
+    fn emit(
+        &self,
+        kind: String,
+        body: Box<RawValue>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 
     /// Told once, when the run ends, what it used (for metrics); by default ignored.
     fn usage(&self, _usage: Usage) {}
@@ -115,6 +121,15 @@ impl JobState {
         kind: &str,
         body: Value,
     ) -> impl Future<Output = ()> + Send + 'static {
+        self.send_raw_event(kind, crate::protocol::raw_payload(&body))
+    }
+
+    /// Like [`Self::send_event`], for a body that is JSON text already.
+    fn send_raw_event(
+        &self,
+        kind: &str,
+        body: Box<RawValue>,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let sink = self.sink.clone();
         let kind = kind.to_owned();
         async move { sink.emit(kind, body).await }
@@ -128,6 +143,26 @@ impl WasiView for JobState {
             table: &mut self.table,
         }
     }
+}
+
+/// A plugin's `emit` body, checked but not parsed into a tree: it goes out as the
+/// bytes the plugin wrote, unless it holds line breaks between its tokens, which are
+/// squeezed out (a frame is one line: stdio is newline-delimited JSON).
+fn event_body(body_json: String) -> Result<Box<RawValue>, types::Failure> {
+    let not_json =
+        |e: serde_json::Error| failure("INVALID_REQUEST", format!("event body is not JSON: {e}"));
+    let body = RawValue::from_string(body_json).map_err(not_json)?;
+    if !body.get().starts_with('{') {
+        return Err(failure(
+            "INVALID_REQUEST",
+            "event body must be a JSON object",
+        ));
+    }
+    if body.get().contains(['\n', '\r']) {
+        let tree: Value = serde_json::from_str(body.get()).map_err(not_json)?;
+        return Ok(crate::protocol::raw_payload(&tree));
+    }
+    Ok(body)
 }
 
 fn failure(code: &str, message: impl Into<String>) -> types::Failure {
@@ -286,15 +321,8 @@ impl events::Host for JobState {
                 ),
             ));
         }
-        let body: Value = serde_json::from_str(&body_json)
-            .map_err(|e| failure("INVALID_REQUEST", format!("event body is not JSON: {e}")))?;
-        if !body.is_object() {
-            return Err(failure(
-                "INVALID_REQUEST",
-                "event body must be a JSON object",
-            ));
-        }
-        self.send_event(&kind, body).await;
+        let body = event_body(body_json)?;
+        self.send_raw_event(&kind, body).await;
         Ok(())
     }
 }
@@ -410,5 +438,28 @@ mod tests {
         assert_eq!(number(3.0), Some(json!(3)));
         assert_eq!(number(0.5), Some(json!(0.5)));
         assert_eq!(number(f64::NAN), None);
+    }
+
+    #[test]
+    fn an_event_body_goes_out_as_the_plugin_wrote_it() {
+        let text = r#"{"n":12345678901234567890123,"s":"a\nb","dup":1,"dup":2}"#;
+        // Not re-serialised: a big number keeps its digits, a repeated key stays.
+        assert_eq!(event_body(text.to_owned()).unwrap().get(), text);
+        assert_eq!(event_body(" { } ".to_owned()).unwrap().get(), "{ }");
+    }
+
+    /// A body with line breaks between its tokens would have split a stdio frame.
+    #[test]
+    fn an_event_body_with_line_breaks_is_made_one_line() {
+        let body = event_body("{\n  \"a\": [1,\r\n 2]\n}".to_owned()).unwrap();
+        assert_eq!(body.get(), r#"{"a":[1,2]}"#);
+    }
+
+    #[test]
+    fn an_event_body_must_be_a_json_object() {
+        for bad in ["[1]", "\"x\"", "3", "null", "{", "{} {}", "", "{\"a\":1}x"] {
+            let err = event_body(bad.to_owned()).unwrap_err();
+            assert_eq!(err.code, "INVALID_REQUEST", "{bad:?}");
+        }
     }
 }

@@ -382,16 +382,15 @@ impl Sandbox {
             memory_bytes,
             fuel: Some(burnt),
         });
-        sink.emit(
-            "metric".to_owned(),
-            serde_json::json!({"name": "cost.fuel", "value": burnt, "unit": "fuel"}),
-        )
-        .await;
-        sink.emit(
-            "metric".to_owned(),
-            serde_json::json!({"name": "cost.budget.remaining", "value": left, "unit": "fuel"}),
-        )
-        .await;
+        let metric = |name: &str, value: u64| {
+            crate::protocol::raw_payload(
+                &serde_json::json!({"name": name, "value": value, "unit": "fuel"}),
+            )
+        };
+        sink.emit("metric".to_owned(), metric("cost.fuel", burnt))
+            .await;
+        sink.emit("metric".to_owned(), metric("cost.budget.remaining", left))
+            .await;
         match outcome {
             RunOutcome::Trapped(msg) if left == 0 => RunOutcome::Failed(Failure {
                 code: "BUDGET_EXHAUSTED".into(),

@@ -271,8 +271,8 @@ pub struct EventPayload {
     pub kind: String,
     /// When it happened.
     pub ts: String,
-    /// Kind-specific body.
-    pub body: Value,
+    /// Kind-specific body, a JSON object (as text: a plugin's body is passed through).
+    pub body: Box<serde_json::value::RawValue>,
 }
 
 /// `job.result` payload.

@@ -293,7 +293,7 @@ impl Outbound {
 
 /// `payload` as JSON text. Serialising our own payload structs cannot fail: they hold
 /// only strings, numbers, maps and JSON values (an empty object stands in if it did).
-fn raw_payload(payload: &impl Serialize) -> Box<RawValue> {
+pub fn raw_payload(payload: &impl Serialize) -> Box<RawValue> {
     serde_json::value::to_raw_value(payload).unwrap_or_else(|_| empty_object())
 }
 
