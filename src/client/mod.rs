@@ -49,7 +49,13 @@ impl Client {
     /// Connects to `url`, says hello with `token`, and waits for the welcome. A
     /// refusal (`session.error`) is an error carrying its code and message.
     pub async fn connect(url: &str, token: &str, resume: Option<Resume>) -> anyhow::Result<Client> {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        // tungstenite zero-fills its whole read buffer before each read (128 KiB by
+        // default): 16 KiB still takes a burst of events in one read, and keeps a
+        // load generator's thousand connections cheap. Nagle off: requests are
+        // single small frames that should leave at once.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(16 << 10);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
             .await
             .with_context(|| format!("connecting to {url}"))?;
         let mut payload = json!({
