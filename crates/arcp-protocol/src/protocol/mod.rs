@@ -285,11 +285,20 @@ impl Outbound {
         matches!(self.kind, "job.event" | "job.result" | "job.error")
     }
 
-    /// Compact JSON text of the envelope.
+    /// Compact JSON text of the envelope, in a buffer sized for it up front (the
+    /// payload is most of it) rather than grown and copied as it is written.
     pub fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let mut text = Vec::with_capacity(self.payload.get().len() + ENVELOPE_BYTES);
+        if serde_json::to_writer(&mut text, self).is_err() {
+            return String::new();
+        }
+        String::from_utf8(text).unwrap_or_default()
     }
 }
+
+/// Room for an envelope's fields other than its payload: version, ULID id, type,
+/// session, trace and job ids and `event_seq` come to about 200 bytes.
+const ENVELOPE_BYTES: usize = 256;
 
 /// `payload` as JSON text. Serialising our own payload structs cannot fail: they hold
 /// only strings, numbers, maps and JSON values (an empty object stands in if it did).
