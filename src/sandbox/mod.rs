@@ -532,12 +532,27 @@ const KEEP_RESIDENT_BYTES: usize = 1 << 20;
 /// The same for each pooled table.
 const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
 
+/// Address space the pool's linear memories may reserve. Each slot reserves
+/// wasmtime's default 4 GiB plus a 32 MiB guard (so compiled code needs no bounds
+/// checks); a pool of 11,000 instances with two slots each (88 TiB) could not be
+/// mapped in the 128 TiB of a process, one of 64 TiB can.
+const POOL_ADDRESS_SPACE: u64 = 64 << 40;
+const MEMORY_SLOT_BYTES: u64 = (4 << 30) + (32 << 20);
+
+/// Linear-memory slots for a pool of `instances`: two per instance (a component
+/// may have more than one memory) as far as [`POOL_ADDRESS_SPACE`] allows, and at
+/// least one per instance past that.
+fn pooled_memories(instances: u32) -> u32 {
+    let fit = u32::try_from(POOL_ADDRESS_SPACE / MEMORY_SLOT_BYTES).unwrap_or(u32::MAX);
+    instances.saturating_mul(2).min(fit.max(instances))
+}
+
 fn pooling_config(instances: u32, job_memory_bytes: u64) -> Config {
     let mut c = base_config();
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(8))
-        .total_memories(instances.saturating_mul(2))
+        .total_memories(pooled_memories(instances))
         .total_tables(instances.saturating_mul(4))
         .total_stacks(instances)
         .max_core_instances_per_component(64)
@@ -573,4 +588,25 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a pool of 11,000 instances asked for 22,000 memory slots (88 TiB
+    /// of address space), could not be mapped, and the host fell back to on-demand
+    /// allocation, which `vm.max_map_count` caps below 10,000 concurrent jobs.
+    #[test]
+    fn a_pool_for_ten_thousand_jobs_fits_the_address_space() {
+        assert_eq!(pooled_memories(1000), 2000, "two slots each while they fit");
+        let big = 11_112;
+        let slots = u64::from(pooled_memories(big));
+        assert!(slots >= u64::from(big), "at least one slot per instance");
+        assert!(slots * MEMORY_SLOT_BYTES <= POOL_ADDRESS_SPACE);
+        assert!(
+            POOL_ADDRESS_SPACE <= 1 << 47,
+            "within a process's address space"
+        );
+    }
 }
