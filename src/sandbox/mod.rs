@@ -538,6 +538,10 @@ const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
 /// mapped in the 128 TiB of a process, one of 64 TiB can.
 const POOL_ADDRESS_SPACE: u64 = 64 << 40;
 const MEMORY_SLOT_BYTES: u64 = (4 << 30) + (32 << 20);
+const _: () = assert!(
+    POOL_ADDRESS_SPACE <= 1 << 47,
+    "within a process's 128 TiB of address space"
+);
 
 /// Linear-memory slots for a pool of `instances`: two per instance (a component
 /// may have more than one memory) as far as [`POOL_ADDRESS_SPACE`] allows, and at
@@ -604,9 +608,5 @@ mod tests {
         let slots = u64::from(pooled_memories(big));
         assert!(slots >= u64::from(big), "at least one slot per instance");
         assert!(slots * MEMORY_SLOT_BYTES <= POOL_ADDRESS_SPACE);
-        assert!(
-            POOL_ADDRESS_SPACE <= 1 << 47,
-            "within a process's address space"
-        );
     }
 }
