@@ -12,6 +12,8 @@
 //! settled ticket has reached it. The sender does not wait for the commit (it only
 //! queues), so the store can commit many frames per transaction while the wire
 //! order, and the promise that whatever a client saw can be replayed, both hold.
+//! A frame with nothing to wait for (its write already settled, nothing queued
+//! before it) goes straight to the connection's queue: one task hand-off fewer.
 //!
 //! A client that acknowledges (`session.ack`) gets a second, protocol-level brake:
 //! once it is more than `max_lag` events behind its acknowledgements, jobs wait in
@@ -24,7 +26,7 @@ use crate::protocol::Outbound;
 use crate::store::{Store, StoredEvent, Ticket};
 use crate::transport::{CancellationToken, FrameOut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::{Mutex, Notify, mpsc};
 
 /// Writes a session without a connection may have waiting for the store before its
@@ -73,12 +75,34 @@ struct Pending {
 struct Forwarder {
     frames: mpsc::Sender<Pending>,
     bytes: Arc<tokio::sync::Semaphore>,
+    /// Frames handed to the forwarder and not yet to the connection.
+    queued: Arc<AtomicUsize>,
+    /// The connection, for frames that need not wait (see [`Forwarder::send`]).
+    link: Arc<Link>,
+    settled: tokio::sync::watch::Receiver<Ticket>,
 }
 
 impl Forwarder {
+    /// Sends `frame` once `ticket` is settled, after every frame sent before it.
+    /// When the forwarder holds nothing and the ticket is settled already, the frame
+    /// goes straight into the connection's queue (if it has room): the caller holds
+    /// the outbox's lock, so no other frame can get between. False when the
+    /// connection is gone.
+    async fn send(&self, ticket: Ticket, frame: FrameOut) -> bool {
+        let ready = self.queued.load(Ordering::Acquire) == 0 && ticket <= *self.settled.borrow();
+        if !ready {
+            return self.enqueue(ticket, frame).await;
+        }
+        match self.link.frames.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(frame)) => self.enqueue(ticket, frame).await,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
     /// Queues `frame` to be sent once `ticket` is settled, first waiting for room in
     /// both bounds. False when the forwarder has stopped (its connection is gone).
-    async fn send(&self, ticket: Ticket, frame: FrameOut) -> bool {
+    async fn enqueue(&self, ticket: Ticket, frame: FrameOut) -> bool {
         let len = match &frame {
             FrameOut::Frame(text) => text.len(),
             FrameOut::Close(..) => 0,
@@ -93,7 +117,12 @@ impl Forwarder {
             frame,
             _held: held,
         };
-        self.frames.send(pending).await.is_ok()
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.frames.send(pending).await.is_ok() {
+            return true;
+        }
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        false
     }
 }
 
@@ -134,8 +163,9 @@ impl Link {
 async fn forward(
     session_id: String,
     mut frames: mpsc::Receiver<Pending>,
-    link: Link,
+    link: Arc<Link>,
     mut settled: tokio::sync::watch::Receiver<Ticket>,
+    queued: Arc<AtomicUsize>,
 ) {
     while let Some(Pending {
         ticket,
@@ -149,6 +179,9 @@ async fn forward(
         if !link.deliver(&session_id, frame).await {
             return;
         }
+        // Only now: a sender that sees nothing queued may put its frame straight
+        // into the connection's queue, which this frame has reached.
+        queued.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -258,10 +291,21 @@ impl Outbox {
     fn forwarder(&self, link: Link) -> Forwarder {
         let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
         let id = self.session_id.clone();
-        tokio::spawn(forward(id, rx, link, self.store.settled()));
+        let link = Arc::new(link);
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(forward(
+            id,
+            rx,
+            link.clone(),
+            self.store.settled(),
+            queued.clone(),
+        ));
         Forwarder {
             frames: tx,
             bytes: Arc::new(tokio::sync::Semaphore::new(FORWARD_BYTES >> 10)),
+            queued,
+            link,
+            settled: self.store.settled(),
         }
     }
 
@@ -578,6 +622,49 @@ mod tests {
         store.settled.send_replace(3);
         assert_eq!(seq_of(&mut rx).await, 3);
         assert_eq!(seq_of(&mut rx).await, 0, "then the pong");
+    }
+
+    /// A frame whose write is settled, with nothing queued before it, is put in the
+    /// connection's queue by the sender itself: it does not wait for the forwarder
+    /// task to run (this test's runtime has one thread, and the test never yields).
+    #[tokio::test]
+    async fn a_frame_with_nothing_to_wait_for_skips_the_forwarder() {
+        let outbox = Outbox::new("sess_t".into(), Arc::new(MemoryStore::new()), 1 << 20);
+        let (tx, mut rx) = mpsc::channel(64);
+        outbox
+            .attach(Link {
+                frames: tx,
+                kill: CancellationToken::new(),
+                slow_after: Duration::from_secs(30),
+            })
+            .await;
+        outbox.send(event(0)).await;
+        assert!(matches!(rx.try_recv(), Ok(FrameOut::Frame(t)) if t.contains("\"event_seq\":1")));
+    }
+
+    /// When the connection's queue is full, frames wait in the forwarder, and those
+    /// sent after them queue behind them even once the connection has room again.
+    #[tokio::test]
+    async fn frames_keep_their_order_when_the_connection_queue_fills() {
+        let outbox = Outbox::new("sess_t".into(), Arc::new(MemoryStore::new()), 1 << 20);
+        let (tx, mut rx) = mpsc::channel(1);
+        outbox
+            .attach(Link {
+                frames: tx,
+                kill: CancellationToken::new(),
+                slow_after: Duration::from_secs(30),
+            })
+            .await;
+        for i in 0..5 {
+            outbox.send(event(i)).await;
+        }
+        for seq in 1..=5 {
+            assert_eq!(seq_of(&mut rx).await, seq);
+        }
+        outbox
+            .send(Outbound::new("session.pong", serde_json::json!({})))
+            .await;
+        assert_eq!(seq_of(&mut rx).await, 0);
     }
 
     /// Regression: a session without a connection had no back-pressure, so a job
