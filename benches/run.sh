@@ -182,6 +182,7 @@ rows = [
     ("CPU s in the sleepers phase", "sleepers", r"CPU ([\d.]+) s", "low"),
     ("CPU s in the sessions phase", "sessions ×", r"CPU ([\d.]+) s", "low"),
     ("CPU s in the event flood", "events from one job", r"CPU ([\d.]+) s", "low"),
+    ("load generator CPU s, event flood", "events from one job", r"load generator CPU ([\d.]+) s", "low"),
 ]
 fmt = lambda v: "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.0f}")
 print(f"{'what':<34}" + "".join(f"{k:>11}" for k in runs) + f"{'ours/ref':>10}{'ours/peer':>10}{'mem/ours':>10}")

@@ -401,13 +401,24 @@ pub async fn event_rate(url: &str, token: &str, n: u64) -> anyhow::Result<f64> {
         None,
     )
     .await?;
+    // Each frame is read for its type and seq only (no JSON tree): the load
+    // generator shares the machine's two cores with the runtime it measures. The
+    // sequence must be gap-free.
     let mut events = 0u64;
+    let mut last_seq = None;
     loop {
-        let f = tokio::time::timeout(Duration::from_secs(30), c.next()).await??;
-        match f["type"].as_str() {
-            Some("job.event") => events += 1,
-            Some("job.result") => break,
-            Some("job.error") | Some("session.error") => anyhow::bail!("ticker failed: {f}"),
+        let f = tokio::time::timeout(Duration::from_secs(30), c.next_frame()).await??;
+        if let Some(seq) = f.event_seq {
+            anyhow::ensure!(
+                last_seq.is_none_or(|last| seq == last + 1),
+                "event_seq {seq} after {last_seq:?}"
+            );
+            last_seq = Some(seq);
+        }
+        match f.kind.as_str() {
+            "job.event" => events += 1,
+            "job.result" => break,
+            "job.error" | "session.error" => anyhow::bail!("ticker failed: {}", f.text),
             _ => {}
         }
     }
@@ -475,14 +486,19 @@ fn mib(bytes: u64) -> f64 {
 pub struct Phase {
     pid: Option<u32>,
     before: Option<ProcSample>,
+    /// This process (the load generator), when it is not the one measured: the
+    /// two share the machine's cores, so what it burns bounds what the runtime gets.
+    generator: Option<ProcSample>,
 }
 
 impl Phase {
     /// Samples `pid` (if any) now.
     pub fn begin(pid: Option<u32>) -> Phase {
+        let me = std::process::id();
         Phase {
             pid,
             before: pid.and_then(|p| proc_sample(p).ok()),
+            generator: pid.filter(|p| *p != me).and_then(|_| proc_sample(me).ok()),
         }
     }
 
@@ -493,12 +509,20 @@ impl Phase {
         let Some(before) = self.before else {
             return Some(format!("runtime pid {pid}: could not read /proc/{pid}"));
         };
+        let generator = self
+            .generator
+            .and_then(|g| Some((g, proc_sample(std::process::id()).ok()?)))
+            .map(|(g, now)| {
+                let cpu = now.cpu.saturating_sub(g.cpu).as_secs_f64();
+                format!("; load generator CPU {cpu:.2} s")
+            })
+            .unwrap_or_default();
         Some(match proc_sample(pid) {
             Ok(after) => {
                 let cpu = after.cpu.saturating_sub(before.cpu).as_secs_f64();
                 let wall = after.at.duration_since(before.at).as_secs_f64();
                 format!(
-                    "runtime pid {pid}: CPU {cpu:.2} s (user+sys) in {wall:.2} s wall ({:.0}% of one core); RSS {:.1} -> {:.1} MiB, peak (VmHWM) {:.1} -> {:.1} MiB",
+                    "runtime pid {pid}: CPU {cpu:.2} s (user+sys) in {wall:.2} s wall ({:.0}% of one core); RSS {:.1} -> {:.1} MiB, peak (VmHWM) {:.1} -> {:.1} MiB{generator}",
                     cpu / wall.max(1e-9) * 100.0,
                     mib(before.rss),
                     mib(after.rss),
