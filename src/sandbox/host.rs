@@ -114,12 +114,13 @@ impl JobState {
         self.stream.take()
     }
 
-    /// Emits one event. The sink is cloned first so that the future holds no shared
-    /// borrow of the store data (which is `Send` but not `Sync`).
+    /// Emits one event, its body serialised at once (a typed body straight to JSON
+    /// text, with no tree in between). The sink is cloned first so that the future
+    /// holds no shared borrow of the store data (which is `Send` but not `Sync`).
     pub(super) fn send_event(
         &self,
         kind: &str,
-        body: Value,
+        body: impl serde::Serialize,
     ) -> impl Future<Output = ()> + Send + 'static {
         self.send_raw_event(kind, crate::protocol::raw_payload(&body))
     }
@@ -178,6 +179,13 @@ fn bounded(text: String) -> String {
     crate::protocol::cut_noting_length(text, MAX_TEXT_BYTES)
 }
 
+/// A `log` event's body: the most frequent event, serialised without a JSON tree.
+#[derive(serde::Serialize)]
+struct LogBody<'a> {
+    level: &'a str,
+    message: &'a str,
+}
+
 /// A JSON number for an `f64`: integral values as integers (as the reference sends
 /// them), non-finite values as `None`.
 fn number(v: f64) -> Option<Value> {
@@ -200,8 +208,15 @@ impl events::Host for JobState {
             "trace" => "debug".to_owned(),
             _ => "info".to_owned(),
         };
-        self.send_event("log", json!({"level": level, "message": bounded(message)}))
-            .await;
+        let message = bounded(message);
+        self.send_event(
+            "log",
+            LogBody {
+                level: &level,
+                message: &message,
+            },
+        )
+        .await;
     }
 
     async fn progress(
