@@ -158,26 +158,8 @@ impl Client {
 
     /// The next envelope, answering the runtime's pings on the way.
     pub async fn next(&mut self) -> anyhow::Result<Value> {
-        loop {
-            let msg = match self.ws.next().await {
-                Some(m) => m?,
-                None => anyhow::bail!("the runtime closed the connection"),
-            };
-            let text = match msg {
-                Message::Text(t) => t,
-                Message::Close(frame) => {
-                    anyhow::bail!("the runtime closed the connection: {frame:?}")
-                }
-                _ => continue,
-            };
-            let env: Value = serde_json::from_str(text.as_str())?;
-            if env["type"] == "session.ping" {
-                let pong = json!({"ping_nonce": env["payload"]["nonce"], "received_at": crate::protocol::now_rfc3339()});
-                self.send("session.pong", pong, None).await?;
-                continue;
-            }
-            return Ok(env);
-        }
+        let frame = self.next_frame().await?;
+        Ok(serde_json::from_str(frame.text.as_str())?)
     }
 
     /// Waits for the answer to request `id` (`reply_type`, or a `session.error`

@@ -624,13 +624,11 @@ mod tests {
         assert_eq!(seq_of(&mut rx).await, 0, "then the pong");
     }
 
-    /// A frame whose write is settled, with nothing queued before it, is put in the
-    /// connection's queue by the sender itself: it does not wait for the forwarder
-    /// task to run (this test's runtime has one thread, and the test never yields).
-    #[tokio::test]
-    async fn a_frame_with_nothing_to_wait_for_skips_the_forwarder() {
+    /// An outbox over the in-memory store (every write settled at once) with a
+    /// connection whose queue holds `queue` frames.
+    async fn memory_outbox(queue: usize) -> (Outbox, mpsc::Receiver<FrameOut>) {
         let outbox = Outbox::new("sess_t".into(), Arc::new(MemoryStore::new()), 1 << 20);
-        let (tx, mut rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(queue);
         outbox
             .attach(Link {
                 frames: tx,
@@ -638,6 +636,15 @@ mod tests {
                 slow_after: Duration::from_secs(30),
             })
             .await;
+        (outbox, rx)
+    }
+
+    /// A frame whose write is settled, with nothing queued before it, is put in the
+    /// connection's queue by the sender itself: it does not wait for the forwarder
+    /// task to run (this test's runtime has one thread, and the test never yields).
+    #[tokio::test]
+    async fn a_frame_with_nothing_to_wait_for_skips_the_forwarder() {
+        let (outbox, mut rx) = memory_outbox(64).await;
         outbox.send(event(0)).await;
         assert!(matches!(rx.try_recv(), Ok(FrameOut::Frame(t)) if t.contains("\"event_seq\":1")));
     }
@@ -646,15 +653,7 @@ mod tests {
     /// sent after them queue behind them even once the connection has room again.
     #[tokio::test]
     async fn frames_keep_their_order_when_the_connection_queue_fills() {
-        let outbox = Outbox::new("sess_t".into(), Arc::new(MemoryStore::new()), 1 << 20);
-        let (tx, mut rx) = mpsc::channel(1);
-        outbox
-            .attach(Link {
-                frames: tx,
-                kill: CancellationToken::new(),
-                slow_after: Duration::from_secs(30),
-            })
-            .await;
+        let (outbox, mut rx) = memory_outbox(1).await;
         for i in 0..5 {
             outbox.send(event(i)).await;
         }
