@@ -29,9 +29,16 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn append_event(&self, event: StoredEvent) -> Ticket {
         if let Ok(mut m) = self.events.lock() {
-            m.entry(event.session_id.clone())
-                .or_default()
-                .insert(event.seq, event);
+            // The session's id is copied only for its first event, not for each.
+            match m.get_mut(&event.session_id) {
+                Some(events) => {
+                    events.insert(event.seq, event);
+                }
+                None => {
+                    let id = event.session_id.clone();
+                    m.entry(id).or_default().insert(event.seq, event);
+                }
+            }
         }
         0
     }
