@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -42,7 +42,7 @@ pub struct Frame {
     /// Its `event_seq`, if sequenced.
     pub event_seq: Option<u64>,
     /// The whole envelope's text.
-    pub text: tokio_tungstenite::tungstenite::Utf8Bytes,
+    pub text: Utf8Bytes,
 }
 
 /// A session to resume instead of opening a new one.
@@ -117,34 +117,46 @@ impl Client {
         Ok(id)
     }
 
-    /// The next envelope's text with its type and `event_seq`, answering the
-    /// runtime's pings on the way: for a reader of many frames (the bench's event
-    /// flood) that needs no more of them, without building each one's JSON tree.
-    pub async fn next_frame(&mut self) -> anyhow::Result<Frame> {
+    /// The next text message from the runtime (an error once it has closed).
+    async fn next_text(&mut self) -> anyhow::Result<Utf8Bytes> {
         loop {
             let msg = match self.ws.next().await {
                 Some(m) => m?,
                 None => anyhow::bail!("the runtime closed the connection"),
             };
-            let text = match msg {
-                Message::Text(t) => t,
+            match msg {
+                Message::Text(t) => return Ok(t),
                 Message::Close(frame) => {
                     anyhow::bail!("the runtime closed the connection: {frame:?}")
                 }
                 _ => continue,
-            };
-            #[derive(serde::Deserialize)]
-            struct Head<'a> {
-                #[serde(rename = "type", borrow)]
-                kind: std::borrow::Cow<'a, str>,
-                #[serde(default)]
-                event_seq: Option<u64>,
             }
+        }
+    }
+
+    /// Answers the runtime's `session.ping` envelope `ping`.
+    async fn pong(&mut self, ping: &Value) -> anyhow::Result<()> {
+        let pong = json!({"ping_nonce": ping["payload"]["nonce"], "received_at": crate::protocol::now_rfc3339()});
+        self.send("session.pong", pong, None).await?;
+        Ok(())
+    }
+
+    /// The next envelope's text with its type and `event_seq`, answering the
+    /// runtime's pings on the way: for a reader of many frames (the bench's event
+    /// flood) that needs no more of them, without building each one's JSON tree.
+    pub async fn next_frame(&mut self) -> anyhow::Result<Frame> {
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: std::borrow::Cow<'a, str>,
+            #[serde(default)]
+            event_seq: Option<u64>,
+        }
+        loop {
+            let text = self.next_text().await?;
             let head: Head = serde_json::from_str(text.as_str())?;
             if head.kind == "session.ping" {
-                let env: Value = serde_json::from_str(text.as_str())?;
-                let pong = json!({"ping_nonce": env["payload"]["nonce"], "received_at": crate::protocol::now_rfc3339()});
-                self.send("session.pong", pong, None).await?;
+                self.pong(&serde_json::from_str(text.as_str())?).await?;
                 continue;
             }
             let (kind, event_seq) = (head.kind.into_owned(), head.event_seq);
@@ -158,8 +170,14 @@ impl Client {
 
     /// The next envelope, answering the runtime's pings on the way.
     pub async fn next(&mut self) -> anyhow::Result<Value> {
-        let frame = self.next_frame().await?;
-        Ok(serde_json::from_str(frame.text.as_str())?)
+        loop {
+            let env: Value = serde_json::from_str(self.next_text().await?.as_str())?;
+            if env["type"] == "session.ping" {
+                self.pong(&env).await?;
+                continue;
+            }
+            return Ok(env);
+        }
     }
 
     /// Waits for the answer to request `id` (`reply_type`, or a `session.error`

@@ -119,7 +119,8 @@ impl JobManager {
         }
         self.register(&child);
         self.store.put_job(child.record());
-        self.launch(child.clone(), plugin, input, cancel_rx, max_runtime)?;
+        // Its record is not waited for: it acts under its parent's, already stored.
+        self.launch(child.clone(), plugin, input, cancel_rx, max_runtime, [0, 0])?;
         Ok(child)
     }
 }

@@ -128,9 +128,6 @@ pub struct Job {
     started: std::time::Instant,
     /// Its principal's running-job slot, given back when it ends.
     slot: Mutex<Option<RunningSlot>>,
-    /// Store tickets of its idempotency key and first record: its authority-bearing
-    /// calls wait until both are committed (`record_gate`).
-    recorded: Mutex<[crate::store::Ticket; 2]>,
     /// The budget's current remaining amounts (the sandbox updates it).
     budget_view: Arc<std::sync::Mutex<BTreeMap<String, rust_decimal::Decimal>>>,
     cancel: watch::Sender<bool>,
@@ -165,7 +162,6 @@ impl Job {
             credentials: Mutex::new(Vec::new()),
             ended_at: Mutex::new(None),
             store_failure: Mutex::new(None),
-            recorded: Mutex::new([0, 0]),
             slot: Mutex::new(None),
             started: std::time::Instant::now(),
             cancel,
@@ -932,9 +928,6 @@ impl JobManager {
         // but makes no authority-bearing call until they are committed, and ends with
         // INTERNAL_ERROR if they could not be (see `record_gate`).
         let job_written = self.store.put_job(job.record());
-        if let Ok(mut w) = job.recorded.lock() {
-            *w = [key_written, job_written];
-        }
         let msg = Outbound::new("job.accepted", &accepted)
             .job(&job_id)
             .trace(Some(&trace_id));
@@ -955,12 +948,15 @@ impl JobManager {
             req.input.unwrap_or(Value::Null),
             cancel_rx,
             max_runtime,
+            [key_written, job_written],
         )?;
         Ok(())
     }
 
     /// Starts a registered job: builds its authority from its lease and the
-    /// runtime's capabilities, and spawns its run.
+    /// runtime's capabilities, and spawns its run. `recorded` holds the store
+    /// tickets of its idempotency key and record (0: none), which its
+    /// authority-bearing calls wait for (`record_gate`).
     fn launch(
         self: &Arc<Self>,
         job: Arc<Job>,
@@ -968,6 +964,7 @@ impl JobManager {
         input: Value,
         cancel_rx: watch::Receiver<bool>,
         max_runtime: Duration,
+        recorded: [crate::store::Ticket; 2],
     ) -> Result<(), ArcpError> {
         let input_json = serde_json::to_string(&input).unwrap_or_else(|_| "null".into());
         let memory_bytes = plugin
@@ -1004,10 +1001,7 @@ impl JobManager {
                 parent: job.clone(),
             })),
             expired_attempt: Default::default(),
-            recorded: Some(record_gate(
-                self.store.clone(),
-                job.recorded.lock().map(|r| *r).unwrap_or_default(),
-            )),
+            recorded: (recorded != [0, 0]).then(|| record_gate(self.store.clone(), recorded)),
         };
         let spec = JobSpec {
             info: JobInfo {

@@ -535,7 +535,13 @@ mod tests {
             settled: watch::channel(0).0,
         });
         let outbox = Outbox::new("sess_t".into(), store.clone(), 1 << 20);
-        let (tx, rx) = mpsc::channel(64);
+        let rx = attach(&outbox, 64).await;
+        (store, outbox, rx)
+    }
+
+    /// Attaches a connection whose queue holds `queue` frames; returns its far end.
+    async fn attach(outbox: &Outbox, queue: usize) -> mpsc::Receiver<FrameOut> {
+        let (tx, rx) = mpsc::channel(queue);
         outbox
             .attach(Link {
                 frames: tx,
@@ -543,7 +549,7 @@ mod tests {
                 slow_after: Duration::from_secs(30),
             })
             .await;
-        (store, outbox, rx)
+        rx
     }
 
     /// Regression: `job.accepted` is unsequenced, so it was sent before the job's
@@ -628,14 +634,7 @@ mod tests {
     /// connection whose queue holds `queue` frames.
     async fn memory_outbox(queue: usize) -> (Outbox, mpsc::Receiver<FrameOut>) {
         let outbox = Outbox::new("sess_t".into(), Arc::new(MemoryStore::new()), 1 << 20);
-        let (tx, rx) = mpsc::channel(queue);
-        outbox
-            .attach(Link {
-                frames: tx,
-                kill: CancellationToken::new(),
-                slow_after: Duration::from_secs(30),
-            })
-            .await;
+        let rx = attach(&outbox, queue).await;
         (outbox, rx)
     }
 

@@ -528,6 +528,16 @@ fn commit(conn: &mut Connection, batch: Vec<(Ticket, Write)>) -> rusqlite::Resul
     txn.commit()
 }
 
+/// The events with `seq > after` of rows of `SELECT session_id, seq, last_seq,
+/// job_id, frames FROM events`, in order.
+fn unpack_all(mut rows: rusqlite::Rows<'_>, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        unpack(r, after, &mut out)?;
+    }
+    Ok(out)
+}
+
 /// Appends to `out` the events with `seq > after` of a row of `SELECT session_id,
 /// seq, last_seq, job_id, frames FROM events`.
 fn unpack(r: &rusqlite::Row<'_>, after: u64, out: &mut Vec<StoredEvent>) -> Result<(), StoreError> {
@@ -667,12 +677,7 @@ impl Store for SqliteStore {
                AND seq >= COALESCE((SELECT MAX(seq) FROM events WHERE session_id = ?1 AND seq <= ?2), 0)
              ORDER BY seq",
         )?;
-        let mut rows = stmt.query(params![session_id, after as i64])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            unpack(r, after, &mut out)?;
-        }
-        Ok(out)
+        unpack_all(stmt.query(params![session_id, after as i64])?, after)
     }
 
     fn events_for_job(
@@ -690,12 +695,10 @@ impl Store for SqliteStore {
                AND seq >= COALESCE((SELECT MAX(seq) FROM events WHERE session_id = ?2 AND seq <= ?3), 0)
              ORDER BY seq",
         )?;
-        let mut rows = stmt.query(params![job_id, session_id, after as i64])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            unpack(r, after, &mut out)?;
-        }
-        Ok(out)
+        unpack_all(
+            stmt.query(params![job_id, session_id, after as i64])?,
+            after,
+        )
     }
 
     fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
