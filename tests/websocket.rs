@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Client, Host, OTHER_TOKEN, TOKEN, bundled_plugins};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -386,6 +386,54 @@ async fn idempotent_submit_replays_and_conflicts_are_duplicate_key() {
         .submit(json!({"agent": "echo", "input": 2, "idempotency_key": "k1"}))
         .await;
     assert_eq!(other["type"], "job.accepted");
+}
+
+/// Regression: a client that resumed on a new connection while its old one still
+/// looked alive to the runtime (it went without a close the runtime had seen, as a
+/// dropped network does) lost every live frame once the old connection's end was
+/// seen: that end detached the session from the new connection. A resume now takes
+/// the session over and closes the connection it replaces.
+#[tokio::test]
+async fn a_resume_that_replaces_a_live_connection_keeps_the_live_frames() {
+    let host = Host::start(&bundled_plugins(), &[]);
+    let mut old = Client::connect(&host.url, TOKEN).await;
+    let token = old.welcome["payload"]["resume_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sid = old.session_id.clone();
+    old.submit(json!({"agent": "ticker", "input": {"count": 6, "interval_ms": 300}}))
+        .await;
+    assert_eq!(old.next().await["event_seq"], 1);
+
+    let mut new = Client::connect_with(
+        &host.url,
+        TOKEN,
+        json!(["progress"]),
+        Some(json!({"session_id": sid, "resume_token": token, "last_event_seq": 1})),
+    )
+    .await;
+    assert_eq!(new.welcome["type"], "session.welcome", "{}", new.welcome);
+    new.session_id = sid;
+    // The runtime drops the connection it replaced (no frame for it any more), and
+    // the end of that connection, seen while the job runs, leaves the new one be.
+    let wait = std::time::Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout(wait, old.ws.next()).await {
+            Err(_) => panic!("the replaced connection is still open"),
+            Ok(Some(Ok(Message::Text(t)))) => assert!(t.contains("session.ping"), "{t}"),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(_) => break, // closed, reset or ended
+        }
+    }
+    drop(old);
+
+    let frames = new.until_terminal().await;
+    let seqs: Vec<u64> = frames
+        .iter()
+        .filter_map(|f| f["event_seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, (2..=7).collect::<Vec<_>>(), "gap-free to the result");
 }
 
 #[tokio::test]

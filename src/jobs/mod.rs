@@ -131,6 +131,8 @@ pub struct Job {
     /// The budget's current remaining amounts (the sandbox updates it).
     budget_view: Arc<std::sync::Mutex<BTreeMap<String, rust_decimal::Decimal>>>,
     cancel: watch::Sender<bool>,
+    /// `id` and `trace_id` as its messages carry them: shared, not copied per event.
+    wire_ids: (Arc<str>, Arc<str>),
 }
 
 impl Job {
@@ -144,6 +146,10 @@ impl Job {
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> (Arc<Job>, watch::Receiver<bool>) {
         let (cancel, cancel_rx) = watch::channel(false);
+        let wire_ids = (
+            Arc::from(accepted.job_id.as_str()),
+            Arc::from(accepted.trace_id.as_str()),
+        );
         let job = Job {
             id: accepted.job_id.clone(),
             principal: principal.to_owned(),
@@ -165,6 +171,7 @@ impl Job {
             slot: Mutex::new(None),
             started: std::time::Instant::now(),
             cancel,
+            wire_ids,
         };
         (Arc::new(job), cancel_rx)
     }
@@ -253,9 +260,8 @@ impl Job {
     /// The subscriber list is locked for the whole send, so a subscription taken at
     /// the same moment sees each event exactly once: in its history or live.
     async fn send(&self, kind: &'static str, payload: impl serde::Serialize) -> u64 {
-        let msg = Outbound::new(kind, payload)
-            .job(&self.id)
-            .trace(Some(&self.trace_id));
+        let (job_id, trace_id) = &self.wire_ids;
+        let msg = Outbound::new(kind, payload).for_job(job_id, trace_id);
         let mut subscribers = self.subscribers.lock().await;
         subscribers.retain(|s| !s.is_retired());
         for sub in subscribers.iter() {

@@ -19,8 +19,10 @@ use crate::protocol::{
 };
 use crate::runtime::{RUNTIME_NAME, Runtime};
 use crate::transport::{Connection, FrameIn, FrameOut};
+use outbox::Attachment;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// The features this runtime implements (spec §6.2); a session gets the
 /// intersection with the client's list.
@@ -122,15 +124,22 @@ fn token_hash(token: &str) -> String {
 
 /// Serves one connection until the peer leaves, says bye, or goes silent.
 pub async fn serve(rt: Arc<Runtime>, mut conn: Connection) {
-    let Some(session) = handshake(&rt, &mut conn).await else {
+    let Some((session, attachment)) = handshake(&rt, &mut conn).await else {
         return;
     };
     let span =
         tracing::info_span!("session", session_id = %session.id, principal = %session.principal);
     tracing::info!(parent: &span, peer = %conn.peer, "session attached");
     run(&rt, &session, &mut conn).await;
-    session.outbox.detach().await;
-    if let Ok(mut d) = session.detached_at.lock() {
+    if !session.outbox.detach(attachment).await {
+        tracing::info!(parent: &span, peer = %conn.peer, "connection replaced by a resume");
+        return;
+    }
+    // Under the lock a handshake takes to mark the session attached, so that a resume
+    // racing this end is never marked detached.
+    if let Ok(mut d) = session.detached_at.lock()
+        && !session.outbox.is_attached()
+    {
         *d = Some(Instant::now());
     }
     tracing::info!(parent: &span, "session detached");
@@ -138,21 +147,18 @@ pub async fn serve(rt: Arc<Runtime>, mut conn: Connection) {
 
 /// Answers a handshake with an error, then closes the connection.
 async fn refuse(
-    conn: &Connection,
+    out: &mpsc::Sender<FrameOut>,
     err: &ArcpError,
     request_id: Option<&str>,
     code: u16,
     reason: &str,
 ) {
-    send_direct(conn, error_msg(err, request_id)).await;
-    let _ = conn
-        .outbound
-        .send(FrameOut::Close(code, reason.into()))
-        .await;
+    send_direct(out, error_msg(err, request_id)).await;
+    let _ = out.send(FrameOut::Close(code, reason.into())).await;
 }
 
-async fn send_direct(conn: &Connection, msg: Outbound) {
-    let _ = conn.outbound.send(FrameOut::Frame(msg.encode())).await;
+async fn send_direct(out: &mpsc::Sender<FrameOut>, msg: Outbound) {
+    let _ = out.send(FrameOut::Frame(msg.encode())).await;
 }
 
 fn error_msg(err: &ArcpError, request_id: Option<&str>) -> Outbound {
@@ -165,42 +171,45 @@ fn error_msg(err: &ArcpError, request_id: Option<&str>) -> Outbound {
 
 /// Waits for `session.hello`, authenticates, and answers `session.welcome` (new or
 /// resumed session) or `session.error`.
-async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<SessionState>> {
+async fn handshake(
+    rt: &Arc<Runtime>,
+    conn: &mut Connection,
+) -> Option<(Arc<SessionState>, Attachment)> {
     let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
     let (env, hello) = loop {
-        let frame = match tokio::time::timeout_at(deadline, conn.inbound.recv()).await {
+        let frame = match tokio::time::timeout_at(deadline, conn.recv()).await {
             Ok(Some(f)) => f,
             Ok(None) => return None,
             Err(_) => {
                 let err = ArcpError::invalid("no session.hello within 10 s");
-                refuse(conn, &err, None, 1008, "handshake timeout").await;
+                refuse(&conn.outbound, &err, None, 1008, "handshake timeout").await;
                 return None;
             }
         };
         let text = match frame {
             FrameIn::Frame(t) => t,
             FrameIn::Garbage(why) => {
-                send_direct(conn, error_msg(&ArcpError::invalid(why), None)).await;
+                send_direct(&conn.outbound, error_msg(&ArcpError::invalid(why), None)).await;
                 continue;
             }
         };
         let env = match Envelope::decode(&text) {
             Ok(env) => env,
             Err(f) => {
-                send_direct(conn, error_msg(&f.error, f.id.as_deref())).await;
+                send_direct(&conn.outbound, error_msg(&f.error, f.id.as_deref())).await;
                 continue;
             }
         };
         if env.kind != "session.hello" {
             let err =
                 ArcpError::invalid(format!("expected session.hello first, got {:?}", env.kind));
-            send_direct(conn, error_msg(&err, Some(&env.id))).await;
+            send_direct(&conn.outbound, error_msg(&err, Some(&env.id))).await;
             continue;
         }
         match env.payload_as::<HelloPayload>() {
             Ok(hello) => break (env, hello),
             Err(err) => {
-                send_direct(conn, error_msg(&err, Some(&env.id))).await;
+                send_direct(&conn.outbound, error_msg(&err, Some(&env.id))).await;
                 continue;
             }
         }
@@ -214,7 +223,7 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
     let scheme_ok = hello.auth.as_ref().is_none_or(|a| a.scheme == "bearer");
     let Some(principal) = rt.principal_for(&token).filter(|_| scheme_ok) else {
         let err = ArcpError::new(ErrorCode::Unauthenticated, "invalid bearer token");
-        refuse(conn, &err, Some(&env.id), 1000, "unauthenticated").await;
+        refuse(&conn.outbound, &err, Some(&env.id), 1000, "unauthenticated").await;
         return None;
     };
 
@@ -250,7 +259,14 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
                 detached_at: Mutex::new(None),
             });
             if let Err(err) = rt.admit_session(session.clone()) {
-                refuse(conn, &err, Some(&env.id), 1008, "too many sessions").await;
+                refuse(
+                    &conn.outbound,
+                    &err,
+                    Some(&env.id),
+                    1008,
+                    "too many sessions",
+                )
+                .await;
                 return None;
             }
             (session, None)
@@ -260,7 +276,7 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
         {
             Ok(session) => (session, Some(resume.last_event_seq)),
             Err(err) => {
-                refuse(conn, &err, Some(&env.id), 1000, "resume refused").await;
+                refuse(&conn.outbound, &err, Some(&env.id), 1000, "resume refused").await;
                 return None;
             }
         },
@@ -298,7 +314,7 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
         accepted_at: now_rfc3339(),
     };
     send_direct(
-        conn,
+        &conn.outbound,
         Outbound::new("session.welcome", welcome).session(&session.id),
     )
     .await;
@@ -307,20 +323,22 @@ async fn handshake(rt: &Arc<Runtime>, conn: &mut Connection) -> Option<Arc<Sessi
         kill: conn.kill.clone(),
         slow_after: Duration::from_secs(rt.config.limits.slow_client_timeout_sec.max(1)),
     };
-    match replay_after {
+    let attachment = match replay_after {
         None => session.outbox.attach(link).await,
-        Some(after) => {
-            if let Err(e) = session.outbox.attach_with_replay(link, after).await {
+        Some(after) => match session.outbox.attach_with_replay(link, after).await {
+            Ok(Some(attachment)) => attachment,
+            Ok(None) => return None, // cut off for not reading its replay
+            Err(e) => {
                 let err = ArcpError::internal(format!("replay failed: {e}"));
-                send_direct(conn, error_msg(&err, None)).await;
+                send_direct(&conn.outbound, error_msg(&err, None)).await;
                 return None;
             }
-        }
-    }
+        },
+    };
     if let Ok(mut d) = session.detached_at.lock() {
         *d = None;
     }
-    Some(session)
+    Some((session, attachment))
 }
 
 fn check_resume(
@@ -388,7 +406,7 @@ async fn run(rt: &Arc<Runtime>, session: &Arc<SessionState>, conn: &mut Connecti
     let mut last_inbound = Instant::now();
     loop {
         tokio::select! {
-            frame = conn.inbound.recv() => {
+            frame = conn.recv() => {
                 let Some(frame) = frame else { return };
                 last_inbound = Instant::now();
                 let text = match frame {

@@ -35,7 +35,8 @@ const MAX_UNSETTLED_DETACHED: Ticket = 1024;
 
 /// The outbound side of one session.
 pub struct Outbox {
-    session_id: String,
+    /// Shared with every envelope and stored event of the session.
+    session_id: Arc<str>,
     store: Arc<dyn Store>,
     inner: Mutex<Inner>,
     last_seq: AtomicU64,
@@ -52,7 +53,14 @@ pub struct Outbox {
 struct Inner {
     next_seq: u64,
     conn: Option<Forwarder>,
+    /// How many connections have been attached so far: the current one's number.
+    attachments: u64,
 }
+
+/// One connection's attachment to a session, as [`Outbox::attach`] returns it: only
+/// that connection's own end can detach it (see [`Outbox::detach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attachment(u64);
 
 /// How many frames may wait for their store write per connection (beyond the
 /// connection's own queue), and how many bytes they may hold. Under a flood the
@@ -190,11 +198,12 @@ impl Outbox {
     /// many unacknowledged events an acknowledging client may fall behind.
     pub fn new(session_id: String, store: Arc<dyn Store>, max_lag: u64) -> Outbox {
         Outbox {
-            session_id,
+            session_id: session_id.into(),
             store,
             inner: Mutex::new(Inner {
                 next_seq: 1,
                 conn: None,
+                attachments: 0,
             }),
             last_seq: AtomicU64::new(0),
             retired: AtomicBool::new(false),
@@ -290,7 +299,7 @@ impl Outbox {
     /// A forwarder in front of the connection (see the module docs).
     fn forwarder(&self, link: Link) -> Forwarder {
         let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
-        let id = self.session_id.clone();
+        let id = self.session_id.to_string();
         let link = Arc::new(link);
         let queued = Arc::new(AtomicUsize::new(0));
         tokio::spawn(forward(
@@ -310,20 +319,21 @@ impl Outbox {
     }
 
     /// Attaches a connection; frames go there from now on.
-    pub async fn attach(&self, link: Link) {
+    pub async fn attach(&self, link: Link) -> Attachment {
         let forwarder = self.forwarder(link);
-        self.inner.lock().await.conn = Some(forwarder);
-        self.attached.store(true, Ordering::Release);
+        let mut inner = self.inner.lock().await;
+        self.install(&mut inner, forwarder)
     }
 
     /// Attaches a connection after first sending it, in order, every stored envelope
     /// after `after` (resume replay). Holding the lock makes the replay and the live
-    /// traffic that follows one gap-free sequence.
+    /// traffic that follows one gap-free sequence. `None` when the client stopped
+    /// reading during the replay and was cut off: nothing was attached.
     pub async fn attach_with_replay(
         &self,
         link: Link,
         after: u64,
-    ) -> Result<(), crate::store::StoreError> {
+    ) -> Result<Option<Attachment>, crate::store::StoreError> {
         let mut inner = self.inner.lock().await;
         self.store.flush()?;
         for event in self.store.events_after(&self.session_id, after)? {
@@ -333,19 +343,43 @@ impl Outbox {
                 .deliver(&self.session_id, FrameOut::Frame(event.frame))
                 .await
             {
-                return Ok(());
+                return Ok(None);
             }
         }
-        inner.conn = Some(self.forwarder(link));
-        self.attached.store(true, Ordering::Release);
-        Ok(())
+        let forwarder = self.forwarder(link);
+        Ok(Some(self.install(&mut inner, forwarder)))
     }
 
-    /// Detaches the connection; sequenced envelopes are still numbered and stored.
-    pub async fn detach(&self) {
-        self.inner.lock().await.conn = None;
+    fn install(&self, inner: &mut Inner, forwarder: Forwarder) -> Attachment {
+        if let Some(replaced) = inner.conn.replace(forwarder) {
+            // Resumed on a new connection while the old one still looked alive (its
+            // peer went without a close the runtime has seen yet): the old one is
+            // dropped now, so that it reads nothing more for this session.
+            replaced.link.kill.cancel();
+        }
+        inner.attachments += 1;
+        self.attached.store(true, Ordering::Release);
+        Attachment(inner.attachments)
+    }
+
+    /// Detaches the connection of `attachment`; sequenced envelopes are still
+    /// numbered and stored. False, and nothing changes, when the session has been
+    /// attached to another connection since: a connection replaced by a resume ends
+    /// after the new one took over, and must not cut the new one off.
+    pub async fn detach(&self, attachment: Attachment) -> bool {
+        let mut inner = self.inner.lock().await;
+        if inner.attachments != attachment.0 {
+            return false;
+        }
+        inner.conn = None;
         self.attached.store(false, Ordering::Release);
         self.room.notify_waiters();
+        true
+    }
+
+    /// Whether a connection is attached.
+    pub fn is_attached(&self) -> bool {
+        self.attached.load(Ordering::Acquire)
     }
 
     /// Sends a message. Sequenced types get the next `event_seq` and are stored

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 /// Keeps everything in process memory.
 #[derive(Default)]
 pub struct MemoryStore {
-    events: Mutex<HashMap<String, BTreeMap<u64, StoredEvent>>>,
+    events: Mutex<HashMap<std::sync::Arc<str>, BTreeMap<u64, StoredEvent>>>,
     jobs: Mutex<HashMap<String, JobRecord>>,
     credentials: Mutex<BTreeMap<String, OutstandingCredential>>,
     sessions: Mutex<BTreeMap<String, SessionRecord>>,
@@ -29,16 +29,9 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn append_event(&self, event: StoredEvent) -> Ticket {
         if let Ok(mut m) = self.events.lock() {
-            // The session's id is copied only for its first event, not for each.
-            match m.get_mut(&event.session_id) {
-                Some(events) => {
-                    events.insert(event.seq, event);
-                }
-                None => {
-                    let id = event.session_id.clone();
-                    m.entry(id).or_default().insert(event.seq, event);
-                }
-            }
+            m.entry(event.session_id.clone())
+                .or_default()
+                .insert(event.seq, event);
         }
         0
     }
@@ -179,7 +172,7 @@ impl Store for MemoryStore {
             .unwrap_or_default();
         if let Ok(mut events) = self.events.lock() {
             for (session, log) in events.iter_mut() {
-                if !resumable.contains(session) {
+                if !resumable.iter().any(|r| r.as_str() == &**session) {
                     log.retain(|_, e| e.job_id.as_deref() != Some(job_id));
                 }
             }
@@ -204,7 +197,11 @@ impl Store for MemoryStore {
             .unwrap_or_default();
         if let Ok(mut events) = self.events.lock() {
             if let Some(log) = events.get_mut(session_id) {
-                log.retain(|_, e| e.job_id.as_ref().is_some_and(|j| history.contains(j)));
+                log.retain(|_, e| {
+                    e.job_id
+                        .as_ref()
+                        .is_some_and(|j| history.iter().any(|h| h.as_str() == &**j))
+                });
             }
             events.retain(|_, log| !log.is_empty());
         }

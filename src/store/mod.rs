@@ -39,12 +39,13 @@ pub type Ticket = u64;
 /// One sequenced envelope as it was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
-    /// The session whose `event_seq` space it is in.
-    pub session_id: String,
+    /// The session whose `event_seq` space it is in (shared with the session's
+    /// outbox: an event costs no copy of it).
+    pub session_id: std::sync::Arc<str>,
     /// Its `event_seq`.
     pub seq: u64,
-    /// The job it concerns.
-    pub job_id: Option<String>,
+    /// The job it concerns (shared with the job).
+    pub job_id: Option<std::sync::Arc<str>>,
     /// The exact text sent.
     pub frame: String,
 }
@@ -354,7 +355,7 @@ pub(crate) mod conformance {
     pub fn events_come_back_exactly_from_every_cursor(store: &dyn Store) {
         let mut sent: Vec<StoredEvent> = Vec::new();
         let mut append = |session: &str, job: Option<&str>, frame: String| {
-            let seq = sent.iter().filter(|e| e.session_id == session).count() as u64 + 1;
+            let seq = sent.iter().filter(|e| &*e.session_id == session).count() as u64 + 1;
             let e = StoredEvent {
                 session_id: session.into(),
                 seq,
@@ -386,7 +387,8 @@ pub(crate) mod conformance {
         }
         store.flush().unwrap();
         for session in ["sess_cx", "sess_cy"] {
-            let all: Vec<&StoredEvent> = sent.iter().filter(|e| e.session_id == session).collect();
+            let all: Vec<&StoredEvent> =
+                sent.iter().filter(|e| &*e.session_id == session).collect();
             let last = all.len() as u64;
             assert_eq!(store.last_seq(session).unwrap(), last);
             for after in 0..=last + 1 {

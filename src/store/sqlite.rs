@@ -541,10 +541,10 @@ fn unpack_all(mut rows: rusqlite::Rows<'_>, after: u64) -> Result<Vec<StoredEven
 /// Appends to `out` the events with `seq > after` of a row of `SELECT session_id,
 /// seq, last_seq, job_id, frames FROM events`.
 fn unpack(r: &rusqlite::Row<'_>, after: u64, out: &mut Vec<StoredEvent>) -> Result<(), StoreError> {
-    let session_id: String = r.get(0)?;
+    let session_id: std::sync::Arc<str> = r.get::<_, String>(0)?.into();
     let seq = r.get::<_, i64>(1)? as u64;
     let last_seq = r.get::<_, i64>(2)? as u64;
-    let job_id: Option<String> = r.get(3)?;
+    let job_id: Option<std::sync::Arc<str>> = r.get::<_, Option<String>>(3)?.map(Into::into);
     let frames = r
         .get_ref(4)?
         .as_str()
@@ -962,7 +962,7 @@ mod tests {
     ) -> Vec<StoredEvent> {
         events
             .iter()
-            .filter(|e| e.session_id == session && e.seq > after)
+            .filter(|e| &*e.session_id == session && e.seq > after)
             .filter(|e| job.is_none() || e.job_id.as_deref() == job)
             .cloned()
             .collect()

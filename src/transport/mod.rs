@@ -1,14 +1,31 @@
 //! Transports: WebSocket at `/arcp` and newline-delimited JSON over stdio.
 //!
 //! Owns bytes on the wire and nothing else: each transport turns one connection into
-//! a [`Connection`], a pair of channels carrying frame text in and out, and enforces
-//! frame-size limits. It knows nothing of envelopes' meaning or of sessions.
+//! a [`Connection`], a stream of frame text in and a channel of frame text out, and
+//! enforces frame-size limits. It knows nothing of envelopes' meaning or of sessions.
 
 pub mod stdio;
 pub mod websocket;
 
+use futures_util::{Stream, StreamExt};
+use std::pin::Pin;
 use tokio::sync::mpsc;
 pub use tokio_util::sync::CancellationToken;
+
+/// Frames from the peer, read by whichever task polls them. The WebSocket transport
+/// reads its socket right there, in the session's task, so an inbound frame reaches
+/// its handler without a hand-off between tasks (a wake-up of another thread, on a
+/// runtime with more than one).
+pub type Inbound = Pin<Box<dyn Stream<Item = FrameIn> + Send>>;
+
+/// The frames of a channel, as an [`Inbound`].
+pub fn inbound_from(frames: mpsc::Receiver<FrameIn>) -> Inbound {
+    futures_util::stream::unfold(frames, |mut frames| async move {
+        frames.recv().await.map(|frame| (frame, frames))
+    })
+    .fuse()
+    .boxed()
+}
 
 /// What a transport delivers to the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,11 +46,12 @@ pub enum FrameOut {
     Close(u16, String),
 }
 
-/// One connection, as channels. The inbound side ends when the peer goes away; the
-/// outbound side is bounded, which is how a slow reader slows its jobs down.
+/// One connection: a stream in and a channel out. The inbound side ends when the peer
+/// goes away or the connection is killed; the outbound side is bounded, which is how
+/// a slow reader slows its jobs down.
 pub struct Connection {
     /// Frames from the peer.
-    pub inbound: mpsc::Receiver<FrameIn>,
+    pub inbound: Inbound,
     /// Frames to the peer.
     pub outbound: mpsc::Sender<FrameOut>,
     /// Where the peer is, for logs.
@@ -44,6 +62,11 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// The next frame from the peer; `None` once it has gone.
+    pub async fn recv(&mut self) -> Option<FrameIn> {
+        self.inbound.next().await
+    }
+
     /// An in-process connection pair: the runtime side and the client side (used by
     /// `arcp-host run` and by tests).
     pub fn pair(queue: usize) -> (Connection, mpsc::Sender<FrameIn>, mpsc::Receiver<FrameOut>) {
@@ -51,7 +74,7 @@ impl Connection {
         let (out_tx, out_rx) = mpsc::channel(queue);
         (
             Connection {
-                inbound: in_rx,
+                inbound: inbound_from(in_rx),
                 outbound: out_tx,
                 peer: "in-process".into(),
                 kill: CancellationToken::new(),

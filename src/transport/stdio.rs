@@ -1,7 +1,7 @@
 //! stdio transport: one envelope per `\n`-terminated line on stdin and stdout. Logs
 //! go to stderr. A line over the limit is answered as garbage and skipped.
 
-use super::{CancellationToken, Connection, FrameIn, FrameOut};
+use super::{CancellationToken, Connection, FrameIn, FrameOut, inbound_from};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -77,7 +77,7 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
     });
 
     Connection {
-        inbound: in_rx,
+        inbound: inbound_from(in_rx),
         outbound: out_tx,
         peer: "stdio".into(),
         kill,

@@ -3,11 +3,13 @@
 //! and a reason; outbound frames are never above 1 MiB (the session guarantees it).
 
 use super::{CancellationToken, Connection, FrameIn, FrameOut};
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -118,6 +120,47 @@ async fn serve_metrics(mut stream: TcpStream, metrics: &MetricsText) {
     let _ = stream.shutdown().await;
 }
 
+/// The reading half of a connection: frames in until the peer leaves, breaks a rule
+/// or the connection is killed. A frame over the limit is answered (by the writer)
+/// with close 1009.
+struct Reader {
+    stream: SplitStream<WebSocketStream<TcpStream>>,
+    close: mpsc::Sender<FrameOut>,
+    limit: usize,
+    peer: SocketAddr,
+    kill: CancellationToken,
+}
+
+impl Reader {
+    async fn next_frame(&mut self) -> Option<FrameIn> {
+        loop {
+            let msg = tokio::select! {
+                msg = self.stream.next() => msg?,
+                () = self.kill.cancelled() => return None,
+            };
+            return Some(match msg {
+                Ok(Message::Text(t)) => FrameIn::Frame(t.as_str().to_owned()),
+                Ok(Message::Binary(b)) => match String::from_utf8(b.to_vec()) {
+                    Ok(t) => FrameIn::Frame(t),
+                    Err(_) => FrameIn::Garbage("binary frame is not UTF-8 text".into()),
+                },
+                Ok(Message::Close(_)) => return None,
+                Ok(_) => continue, // ping/pong: tungstenite answers pings itself
+                Err(WsError::Capacity(e)) => {
+                    let limit = self.limit;
+                    let reason = format!("frame too large ({e}); the limit is {limit} bytes");
+                    let _ = self.close.send(FrameOut::Close(1009, reason)).await;
+                    return None;
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "websocket read ended");
+                    return None;
+                }
+            });
+        }
+    }
+}
+
 #[allow(clippy::result_large_err)] // the callback signature is tungstenite's
 fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
     if req.uri().path() == PATH {
@@ -146,47 +189,23 @@ async fn accept(
         .max_frame_size(Some(settings.max_inbound_frame));
     let ws =
         tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config)).await?;
-    let (mut sink, mut stream) = ws.split();
-    let (in_tx, in_rx) = mpsc::channel::<FrameIn>(64);
+    let (mut sink, stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<FrameOut>(settings.outbound_queue);
-    let limit = settings.max_inbound_frame;
-
-    // Reader: frames in until the peer leaves or breaks a rule. A frame over the
-    // limit is answered by the writer with close 1009.
-    let close_tx = out_tx.clone();
     let kill = CancellationToken::new();
-    let (read_kill, write_kill) = (kill.clone(), kill.clone());
-    let reader = async move {
-        while let Some(msg) = stream.next().await {
-            let inbound = match msg {
-                Ok(Message::Text(t)) => FrameIn::Frame(t.as_str().to_owned()),
-                Ok(Message::Binary(b)) => match String::from_utf8(b.to_vec()) {
-                    Ok(t) => FrameIn::Frame(t),
-                    Err(_) => FrameIn::Garbage("binary frame is not UTF-8 text".into()),
-                },
-                Ok(Message::Close(_)) => break,
-                Ok(_) => continue, // ping/pong: tungstenite answers pings itself
-                Err(WsError::Capacity(e)) => {
-                    let reason = format!("frame too large ({e}); the limit is {limit} bytes");
-                    let _ = close_tx.send(FrameOut::Close(1009, reason)).await;
-                    break;
-                }
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "websocket read ended");
-                    break;
-                }
-            };
-            if in_tx.send(inbound).await.is_err() {
-                break;
-            }
-        }
+    let reader = Reader {
+        stream,
+        close: out_tx.clone(),
+        limit: settings.max_inbound_frame,
+        peer,
+        kill: kill.clone(),
     };
-    tokio::spawn(async move {
-        tokio::select! {
-            () = reader => {}
-            () = read_kill.cancelled() => {}
-        }
-    });
+    // Read by the session's own task (see `Inbound`): no reader task in between.
+    let inbound = futures_util::stream::unfold(reader, |mut reader| async move {
+        reader.next_frame().await.map(|frame| (frame, reader))
+    })
+    .fuse()
+    .boxed();
+    let write_kill = kill.clone();
 
     // Writer: frames out until the session drops its sender or asks to close. Frames
     // already queued are written together and flushed once: one syscall for a burst
@@ -227,7 +246,7 @@ async fn accept(
     });
 
     Ok(Connection {
-        inbound: in_rx,
+        inbound,
         outbound: out_tx,
         peer: peer.to_string(),
         kill,

@@ -15,6 +15,8 @@ use crate::error::ArcpError;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::sync::Arc;
+use ulid::Ulid;
 
 /// The protocol version this runtime speaks.
 pub const ARCP_VERSION: &str = "1.1";
@@ -181,24 +183,30 @@ impl Envelope {
 
 /// An envelope the runtime sends. Serialised compactly with `arcp` first; `None`
 /// fields are omitted (the reference client serialises with `exclude_none`).
+///
+/// A job's events are built by the thousand, so nothing here is copied per message
+/// that need not be: the id is kept as a ULID and written as text straight into the
+/// frame, and the session, job and trace ids are shared (`Arc<str>`) with the session
+/// and the job that own them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outbound {
     /// Always `"1.1"`.
     pub arcp: &'static str,
     /// A fresh ULID.
-    pub id: String,
+    #[serde(serialize_with = "ulid_text")]
+    pub id: Ulid,
     /// The message type.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// The session this message belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
+    pub session_id: Option<Arc<str>>,
     /// The job's trace id.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
+    pub trace_id: Option<Arc<str>>,
     /// The job this message concerns.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
+    pub job_id: Option<Arc<str>>,
     /// Stamped by the session's sequencer on `job.event`, `job.result`, `job.error`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_seq: Option<u64>,
@@ -208,12 +216,18 @@ pub struct Outbound {
     pub payload: Box<RawValue>,
 }
 
+/// Writes a ULID as its 26-character text without allocating it first.
+fn ulid_text<S: serde::Serializer>(id: &Ulid, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut text = [0u8; ulid::ULID_LEN];
+    serializer.serialize_str(id.array_to_str(&mut text))
+}
+
 impl Outbound {
     /// A new outbound message with a fresh envelope id.
     pub fn new(kind: &'static str, payload: impl Serialize) -> Outbound {
         Outbound {
             arcp: ARCP_VERSION,
-            id: ids::envelope_id(),
+            id: Ulid::new(),
             kind,
             session_id: None,
             trace_id: None,
@@ -225,26 +239,33 @@ impl Outbound {
 
     /// Sets `session_id`.
     pub fn session(mut self, session_id: &str) -> Self {
-        self.session_id = Some(session_id.to_owned());
+        self.session_id = Some(session_id.into());
         self
     }
 
     /// Sets `job_id`.
     pub fn job(mut self, job_id: &str) -> Self {
-        self.job_id = Some(job_id.to_owned());
+        self.job_id = Some(job_id.into());
         self
     }
 
     /// Sets `trace_id`.
     pub fn trace(mut self, trace_id: Option<&str>) -> Self {
-        self.trace_id = trace_id.map(str::to_owned);
+        self.trace_id = trace_id.map(Arc::from);
+        self
+    }
+
+    /// Sets `job_id` and `trace_id` to ids the job shares with its messages.
+    pub fn for_job(mut self, job_id: &Arc<str>, trace_id: &Arc<str>) -> Self {
+        self.job_id = Some(job_id.clone());
+        self.trace_id = Some(trace_id.clone());
         self
     }
 
     /// A copy with a fresh envelope id (for fan-out to another session).
     pub fn copy(&self) -> Outbound {
         Outbound {
-            id: ids::envelope_id(),
+            id: Ulid::new(),
             session_id: None,
             event_seq: None,
             ..self.clone()
@@ -265,11 +286,11 @@ impl Outbound {
         let take = |v: &mut Value, k: &str| {
             v.get_mut(k)
                 .map(Value::take)
-                .and_then(|x| x.as_str().map(str::to_owned))
+                .and_then(|x| x.as_str().map(Arc::from))
         };
         Some(Outbound {
             arcp: ARCP_VERSION,
-            id: ids::envelope_id(),
+            id: Ulid::new(),
             kind,
             session_id: None,
             trace_id: take(&mut v, "trace_id"),
