@@ -222,7 +222,10 @@ fn reply(out: Outbound) -> String {
     let text = out.encode();
     let back = Envelope::decode(&text)
         .unwrap_or_else(|f| panic!("the runtime's own frame is refused: {}: {text}", f.error));
-    assert_eq!((back.kind.as_str(), &back.id), (out.kind, &out.id));
+    assert_eq!(
+        (back.kind.as_str(), back.id),
+        (out.kind, out.id.to_string())
+    );
     assert!(text.len() <= MAX_OUTBOUND_FRAME, "{} bytes", text.len());
     text
 }
