@@ -148,24 +148,16 @@ async fn connect_when_admitted(url: &str) -> Client {
     panic!("never admitted");
 }
 
-fn resume_of(c: &Client) -> Value {
-    json!({
-        "session_id": c.session_id,
-        "resume_token": c.welcome["payload"]["resume_token"],
-        "last_event_seq": 0,
-    })
-}
-
 #[tokio::test]
 async fn detached_sessions_count_against_the_session_cap_and_the_longest_detached_is_forgotten() {
     let (_dir, cfg) = common::config_file("[limits]\nmax_sessions_per_principal = 2\n");
     let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
     let first = connect_when_admitted(&host.url).await;
-    let first_resume = resume_of(&first);
+    let first_resume = first.resume_at(0);
     drop(first);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = connect_when_admitted(&host.url).await;
-    let second_resume = resume_of(&second);
+    let second_resume = second.resume_at(0);
     drop(second);
     // Two sessions held, both detached: a third is admitted and the first, detached
     // longest, is forgotten, so the principal never holds more than the cap.

@@ -397,24 +397,14 @@ async fn idempotent_submit_replays_and_conflicts_are_duplicate_key() {
 async fn a_resume_that_replaces_a_live_connection_keeps_the_live_frames() {
     let host = Host::start(&bundled_plugins(), &[]);
     let mut old = Client::connect(&host.url, TOKEN).await;
-    let token = old.welcome["payload"]["resume_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let sid = old.session_id.clone();
     old.submit(json!({"agent": "ticker", "input": {"count": 6, "interval_ms": 300}}))
         .await;
     assert_eq!(old.next().await["event_seq"], 1);
 
-    let mut new = Client::connect_with(
-        &host.url,
-        TOKEN,
-        json!(["progress"]),
-        Some(json!({"session_id": sid, "resume_token": token, "last_event_seq": 1})),
-    )
-    .await;
+    let resume = old.resume_at(1);
+    let mut new = Client::connect_with(&host.url, TOKEN, json!(["progress"]), Some(resume)).await;
     assert_eq!(new.welcome["type"], "session.welcome", "{}", new.welcome);
-    new.session_id = sid;
+    new.session_id = old.session_id.clone();
     // The runtime drops the connection it replaced (no frame for it any more), and
     // the end of that connection, seen while the job runs, leaves the new one be.
     let wait = std::time::Duration::from_secs(5);

@@ -251,6 +251,16 @@ impl Client {
         .await
     }
 
+    /// The `resume` object of a hello that resumes this client's session after
+    /// `last_event_seq`.
+    pub fn resume_at(&self, last_event_seq: u64) -> Value {
+        json!({
+            "session_id": self.session_id,
+            "resume_token": self.welcome["payload"]["resume_token"],
+            "last_event_seq": last_event_seq,
+        })
+    }
+
     pub async fn connect_with(
         url: &str,
         token: &str,
