@@ -108,6 +108,9 @@ async fn a_delegation_that_widens_any_dimension_is_refused() {
     assert_eq!(frames.last().unwrap()["payload"]["result"]["echoed"], 1);
 }
 
+/// Also a regression test: when parent and child expired together, the parent's end
+/// could cancel the child before the child's own expiry fired, and the child ended
+/// `cancelled` instead of `LEASE_EXPIRED` (3 runs of 8 failed here).
 #[tokio::test]
 async fn an_agent_the_lease_does_not_grant_is_refused_and_expiry_is_inherited() {
     let host = Host::start(&bundled_plugins(), &[]);

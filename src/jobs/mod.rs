@@ -1137,8 +1137,14 @@ impl JobManager {
             tokio::select! {
                 outcome = run => terminal::Ending::Ran(outcome),
                 _ = cancel_rx.wait_for(|c| *c) => {
+                    // A delegated child inherits its parent's expiry, and a parent
+                    // that ends cancels its children: when both expire at once the
+                    // child is cancelled by a parent whose lease expired. Its own
+                    // lease has expired too, and that is what it reports.
+                    let expired = lease_deadline.is_some_and(|at| tokio::time::Instant::now() >= at);
                     match job.store_failure.lock().ok().and_then(|f| f.clone()) {
                         Some(why) => terminal::Ending::StoreFailed(why),
+                        None if expired => terminal::Ending::LeaseExpired,
                         None => terminal::Ending::Cancelled,
                     }
                 }
