@@ -207,18 +207,24 @@ impl Runtime {
         Ok(())
     }
 
-    /// Whether `principal` may attach one more session (`resuming`: the session
-    /// being re-attached, which does not count against itself).
-    pub(crate) fn may_attach(
+    /// Claims `session` for a resume of `principal`'s: refused past the principal's
+    /// cap of connected sessions (the session itself does not count), else the
+    /// session counts as connected from now on. The check and the claim are one step
+    /// under the session table's lock, and both come before the welcome is sent: a
+    /// hello that arrives just after that welcome must see the session connected,
+    /// not detached and free to be forgotten to make room.
+    pub(crate) fn claim_for_resume(
         &self,
         principal: &str,
-        resuming: &str,
+        session: &crate::session::SessionState,
     ) -> Result<(), crate::error::ArcpError> {
         let m = self
             .sessions
             .lock()
             .map_err(|_| crate::error::ArcpError::internal("session table unavailable"))?;
-        self.check_session_cap(&m, principal, Some(resuming))
+        self.check_session_cap(&m, principal, Some(&session.id))?;
+        session.mark_attached();
+        Ok(())
     }
 
     fn check_session_cap(

@@ -148,6 +148,9 @@ async fn connect_when_admitted(url: &str) -> Client {
     panic!("never admitted");
 }
 
+/// Also a regression test: a resumed session was counted as connected only after its
+/// welcome had been sent, so a hello right after that welcome found it detached and
+/// forgot it to make room (the fourth client below was admitted; seen in CI).
 #[tokio::test]
 async fn detached_sessions_count_against_the_session_cap_and_the_longest_detached_is_forgotten() {
     let (_dir, cfg) = common::config_file("[limits]\nmax_sessions_per_principal = 2\n");

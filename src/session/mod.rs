@@ -70,6 +70,25 @@ impl SessionState {
             .unwrap_or(false)
     }
 
+    /// Counts the session as attached from now on (a resume claims it before its
+    /// welcome is sent; see [`Runtime::claim_for_resume`]).
+    pub(crate) fn mark_attached(&self) {
+        if let Ok(mut d) = self.detached_at.lock() {
+            *d = None;
+        }
+    }
+
+    /// Counts the session as detached from now, unless a connection is attached to
+    /// its outbox. Under the lock `mark_attached` takes, so that an attach racing
+    /// this is never undone.
+    fn mark_detached_unless_attached(&self) {
+        if let Ok(mut d) = self.detached_at.lock()
+            && !self.outbox.is_attached()
+        {
+            *d = Some(Instant::now());
+        }
+    }
+
     /// Since when the session has been without a connection (`None`: attached).
     pub fn detached_since(&self) -> Option<Instant> {
         self.detached_at.lock().ok().and_then(|d| *d)
@@ -135,13 +154,7 @@ pub async fn serve(rt: Arc<Runtime>, mut conn: Connection) {
         tracing::info!(parent: &span, peer = %conn.peer, "connection replaced by a resume");
         return;
     }
-    // Under the lock a handshake takes to mark the session attached, so that a resume
-    // racing this end is never marked detached.
-    if let Ok(mut d) = session.detached_at.lock()
-        && !session.outbox.is_attached()
-    {
-        *d = Some(Instant::now());
-    }
+    session.mark_detached_unless_attached();
     tracing::info!(parent: &span, "session detached");
 }
 
@@ -272,7 +285,7 @@ async fn handshake(
             (session, None)
         }
         Some(resume) => match check_resume(rt, &principal, resume)
-            .and_then(|s| rt.may_attach(&principal, &s.id).map(|()| s))
+            .and_then(|s| rt.claim_for_resume(&principal, &s).map(|()| s))
         {
             Ok(session) => (session, Some(resume.last_event_seq)),
             Err(err) => {
@@ -327,17 +340,22 @@ async fn handshake(
         None => session.outbox.attach(link).await,
         Some(after) => match session.outbox.attach_with_replay(link, after).await {
             Ok(Some(attachment)) => attachment,
-            Ok(None) => return None, // cut off for not reading its replay
+            Ok(None) => {
+                // Cut off for not reading its replay: the claim is given back.
+                session.mark_detached_unless_attached();
+                return None;
+            }
             Err(e) => {
                 let err = ArcpError::internal(format!("replay failed: {e}"));
                 send_direct(&conn.outbound, error_msg(&err, None)).await;
+                session.mark_detached_unless_attached();
                 return None;
             }
         },
     };
-    if let Ok(mut d) = session.detached_at.lock() {
-        *d = None;
-    }
+    // Claimed already when resumed; again here in case the end of a connection it
+    // replaced was seen in between.
+    session.mark_attached();
     Some((session, attachment))
 }
 
