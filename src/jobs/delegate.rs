@@ -96,9 +96,9 @@ impl JobManager {
             lease: lease.to_wire(),
             lease_constraints: parent.accepted.lease_constraints.clone(),
             budget: (!budgets.is_empty()).then(|| crate::lease::budget_to_wire(&budgets)),
-            trace_id: parent.trace_id.clone(),
+            trace_id: parent.trace_id.to_string(),
             request_id: parent.accepted.request_id.clone(),
-            parent_job_id: Some(parent.id.clone()),
+            parent_job_id: Some(parent.id.to_string()),
             credentials: Vec::new(),
         };
         let (child, cancel_rx) = Job::new(

@@ -94,14 +94,14 @@ impl JobStatus {
 
 /// One job.
 pub struct Job {
-    /// `job_…`.
-    pub id: String,
+    /// `job_…`, shared with every message of the job (not copied per event).
+    pub id: Arc<str>,
     /// The principal that submitted it.
     pub principal: String,
     /// `name@version`.
     pub agent: String,
-    /// W3C trace id.
-    pub trace_id: String,
+    /// W3C trace id, shared like `id`.
+    pub trace_id: Arc<str>,
     /// Effective lease.
     pub lease: Lease,
     /// The accepted payload as first sent.
@@ -131,8 +131,6 @@ pub struct Job {
     /// The budget's current remaining amounts (the sandbox updates it).
     budget_view: Arc<std::sync::Mutex<BTreeMap<String, rust_decimal::Decimal>>>,
     cancel: watch::Sender<bool>,
-    /// `id` and `trace_id` as its messages carry them: shared, not copied per event.
-    wire_ids: (Arc<str>, Arc<str>),
 }
 
 impl Job {
@@ -146,15 +144,11 @@ impl Job {
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> (Arc<Job>, watch::Receiver<bool>) {
         let (cancel, cancel_rx) = watch::channel(false);
-        let wire_ids = (
-            Arc::from(accepted.job_id.as_str()),
-            Arc::from(accepted.trace_id.as_str()),
-        );
         let job = Job {
-            id: accepted.job_id.clone(),
+            id: accepted.job_id.as_str().into(),
             principal: principal.to_owned(),
             agent: accepted.agent.clone(),
-            trace_id: accepted.trace_id.clone(),
+            trace_id: accepted.trace_id.as_str().into(),
             lease,
             accepted,
             outbox,
@@ -171,7 +165,6 @@ impl Job {
             slot: Mutex::new(None),
             started: std::time::Instant::now(),
             cancel,
-            wire_ids,
         };
         (Arc::new(job), cancel_rx)
     }
@@ -210,14 +203,14 @@ impl Job {
 
     fn list_entry(&self) -> JobListEntry {
         JobListEntry {
-            job_id: self.id.clone(),
+            job_id: self.id.to_string(),
             agent: self.agent.clone(),
             status: self.status().as_str().into(),
             lease: self.accepted.lease.clone(),
             parent_job_id: self.accepted.parent_job_id.clone(),
             submitted_at: self.accepted.accepted_at.clone(),
             created_at: self.accepted.accepted_at.clone(),
-            trace_id: self.trace_id.clone(),
+            trace_id: self.trace_id.to_string(),
             last_event_seq: self.last_event_seq.lock().ok().and_then(|s| *s),
         }
     }
@@ -240,7 +233,7 @@ impl Job {
     /// is still running then).
     fn record_with(&self, subscribers: &[Arc<Outbox>]) -> JobRecord {
         JobRecord {
-            job_id: self.id.clone(),
+            job_id: self.id.to_string(),
             principal: self.principal.clone(),
             session_id: self.outbox.session_id().to_owned(),
             agent: self.agent.clone(),
@@ -260,8 +253,7 @@ impl Job {
     /// The subscriber list is locked for the whole send, so a subscription taken at
     /// the same moment sees each event exactly once: in its history or live.
     async fn send(&self, kind: &'static str, payload: impl serde::Serialize) -> u64 {
-        let (job_id, trace_id) = &self.wire_ids;
-        let msg = Outbound::new(kind, payload).for_job(job_id, trace_id);
+        let msg = Outbound::new(kind, payload).for_job(&self.id, &self.trace_id);
         let mut subscribers = self.subscribers.lock().await;
         subscribers.retain(|s| !s.is_retired());
         for sub in subscribers.iter() {
@@ -491,7 +483,7 @@ impl JobManager {
 
     fn register(&self, job: &Arc<Job>) {
         if let Ok(mut m) = self.jobs.lock() {
-            m.insert(job.id.clone(), job.clone());
+            m.insert(job.id.to_string(), job.clone());
         }
     }
 
@@ -531,7 +523,7 @@ impl JobManager {
         let mut ended: Vec<(chrono::DateTime<chrono::Utc>, String)> = jobs
             .values()
             .filter(|j| j.status().is_terminal() && keep(j))
-            .filter_map(|j| j.ended_at().map(|at| (at, j.id.clone())))
+            .filter_map(|j| j.ended_at().map(|at| (at, j.id.to_string())))
             .collect();
         ended.sort();
         ended.into_iter().map(|(_, id)| id).collect()
@@ -934,9 +926,7 @@ impl JobManager {
         // but makes no authority-bearing call until they are committed, and ends with
         // INTERNAL_ERROR if they could not be (see `record_gate`).
         let job_written = self.store.put_job(job.record());
-        let msg = Outbound::new("job.accepted", &accepted)
-            .job(&job_id)
-            .trace(Some(&trace_id));
+        let msg = Outbound::new("job.accepted", &accepted).for_job(&job.id, &job.trace_id);
         // Counted and marked running before its `job.accepted` is queued: a client
         // that reads it and then scrapes metrics or lists jobs sees the job as it is
         // (the job starts as soon as it is launched, its record being committed).
@@ -996,8 +986,8 @@ impl JobManager {
                 sandbox: self.sandbox.clone(),
                 tools: self.config.tools.clone(),
                 memory_bytes: self.config.job_memory_bytes(),
-                job_id: job.id.clone(),
-                trace_id: job.trace_id.clone(),
+                job_id: job.id.to_string(),
+                trace_id: job.trace_id.to_string(),
             })),
             net: Some(self.net.clone()),
             models: self.models.clone(),
@@ -1011,9 +1001,9 @@ impl JobManager {
         };
         let spec = JobSpec {
             info: JobInfo {
-                job_id: job.id.clone(),
+                job_id: job.id.to_string(),
                 agent: plugin.reference(),
-                trace_id: Some(job.trace_id.clone()),
+                trace_id: Some(job.trace_id.to_string()),
                 parent_job_id: job.accepted.parent_job_id.clone(),
             },
             input_json,
@@ -1067,9 +1057,7 @@ impl JobManager {
         })?;
         let mut accepted = job.accepted.clone();
         accepted.request_id = env.id.clone();
-        let msg = Outbound::new("job.accepted", &accepted)
-            .job(&job.id)
-            .trace(Some(&job.trace_id));
+        let msg = Outbound::new("job.accepted", &accepted).for_job(&job.id, &job.trace_id);
         outbox.send(msg).await;
         Ok(())
     }
@@ -1255,11 +1243,7 @@ impl JobManager {
                 .map(|r| crate::protocol::cut_noting_length(r, MAX_CANCEL_REASON_BYTES)),
         };
         outbox
-            .send(
-                Outbound::new("job.cancelled", ack)
-                    .job(&job_id)
-                    .trace(Some(&job.trace_id)),
-            )
+            .send(Outbound::new("job.cancelled", ack).for_job(&job.id, &job.trace_id))
             .await;
         Ok(())
     }
@@ -1322,23 +1306,19 @@ impl JobManager {
         };
         let subscribed = SubscribedPayload {
             request_id: env.id.clone(),
-            job_id: job.id.clone(),
+            job_id: job.id.to_string(),
             current_status: job.status().as_str().into(),
             agent: job.agent.clone(),
             lease: job.accepted.lease.clone(),
             lease_constraints: job.accepted.lease_constraints.clone(),
             budget: job.current_budget(),
             parent_job_id: job.accepted.parent_job_id.clone(),
-            trace_id: job.trace_id.clone(),
+            trace_id: job.trace_id.to_string(),
             subscribed_from: outbox.last_seq() + 1,
             replayed: history.len() as u64,
         };
         outbox
-            .send(
-                Outbound::new("job.subscribed", subscribed)
-                    .job(&job.id)
-                    .trace(Some(&job.trace_id)),
-            )
+            .send(Outbound::new("job.subscribed", subscribed).for_job(&job.id, &job.trace_id))
             .await;
         for event in history {
             if let Some(msg) = Outbound::from_stored(&event.frame) {
@@ -1398,7 +1378,7 @@ impl JobManager {
             .map_err(|_| ArcpError::internal("job table unavailable"))?
             .values()
             .filter(|j| self.may_observe(principal, j))
-            .map(|j| (j.id.clone(), j.clone()))
+            .map(|j| (j.id.to_string(), j.clone()))
             .collect();
         let mut page = Vec::new();
         let mut next_cursor = None;

@@ -169,7 +169,7 @@ impl Link {
 /// disconnected: its session's jobs go on, their frames are stored, and it can
 /// resume from what it last read.
 async fn forward(
-    session_id: String,
+    session_id: Arc<str>,
     mut frames: mpsc::Receiver<Pending>,
     link: Arc<Link>,
     mut settled: tokio::sync::watch::Receiver<Ticket>,
@@ -299,7 +299,7 @@ impl Outbox {
     /// A forwarder in front of the connection (see the module docs).
     fn forwarder(&self, link: Link) -> Forwarder {
         let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
-        let id = self.session_id.to_string();
+        let id = self.session_id.clone();
         let link = Arc::new(link);
         let queued = Arc::new(AtomicUsize::new(0));
         tokio::spawn(forward(
