@@ -13,7 +13,10 @@
 #   jobs, and concurrent sleepers, with its CPU time and RSS read from /proc; and the
 #   sleepers again on a pool with an instance for each of them;
 # - the Rust SDK peer (crates.io arcp 2.0.0, benches/peer-rust): its runtime with
-#   native handlers driven by its own client (another wire format: an anchor).
+#   native handlers driven by its own client (another wire format: an anchor);
+# - the floor (benches/peer-rust/src/bin/floor.rs): a bare tokio-tungstenite server
+#   doing only what an echo job cannot skip (two answers; a SQLite commit before
+#   each), what no runtime built from these parts beats on this machine.
 #
 # Knobs (environment): ARCP_BENCH_EVENTS (200000), ARCP_BENCH_SESSIONS (1000),
 # ARCP_BENCH_JOBS (10 per session), ARCP_BENCH_SLEEPERS (10000),
@@ -27,6 +30,7 @@ venv=target/tmp/interop-venv/bin/python
 [ -x "$venv" ] || cargo test --locked -q --test interop
 bin=./target/release/arcp-host
 peer=./target/peer-rust/release/arcp-peer-bench
+floor=./target/peer-rust/release/floor
 events=${ARCP_BENCH_EVENTS:-200000}
 sessions=${ARCP_BENCH_SESSIONS:-1000}
 jobs=${ARCP_BENCH_JOBS:-10}
@@ -133,6 +137,9 @@ echo "(vm.max_map_count: $(cat /proc/sys/vm/max_map_count))"
 echo
 echo "# Rust SDK peer (crates.io arcp 2.0.0), native handlers, its own client"
 $peer 2000 "$events" | tee "$out/peer.txt"
+echo
+echo "# the floor: bare WebSocket servers of the same parts, same machine"
+$floor 5000 | tee "$out/floor.txt"
 
 echo
 echo "# summary"
@@ -201,4 +208,10 @@ for pat in [r"^(lease check \([^\n]*)", r"^(host call \([^\n]*)", r"^(compute \(
     if m:
         print(m.group(1))
 print(open(f"{out}/startup.txt").read().strip())
+try:
+    print()
+    print("floor: bare tokio-tungstenite servers, to compare with the ping and echo rows above")
+    print(open(f"{out}/floor.txt").read().strip())
+except OSError:
+    pass
 EOF

@@ -1,0 +1,195 @@
+//! The floor under arcp-host's echo round trip on this machine: what a WebSocket
+//! server built from the same parts (tokio, tokio-tungstenite, SQLite in WAL mode,
+//! `synchronous = NORMAL`) reaches when it does nothing but the work the protocol
+//! cannot skip, timed by a client of the same parts, each in its own process as in
+//! `benches/run.sh`.
+//!
+//! Shapes, each served by a child process of this binary (`floor serve SHAPE WORKERS`):
+//! - `echo`: every text frame is sent straight back (the transport's round trip; what
+//!   `session.ping` costs arcp-host without its session);
+//! - `two`: every frame gets two answers, the client waits for the second (a job's
+//!   `job.accepted` then `job.result`);
+//! - `durable`: as `two`, but each answer is sent only after a row holding it has been
+//!   committed by one writer thread (one transaction each, handed over by a channel
+//!   and answered by a oneshot, as arcp-host's store does): the least a runtime that
+//!   writes before it sends (spec's resume guarantee) does per echo job when the job's
+//!   result comes after its acceptance was committed;
+//! - `durable1`: one transaction for both answers, then both are sent: the least such a
+//!   runtime could do if a job ran and ended before its acceptance was committed.
+//!
+//! Each shape runs with one tokio worker (nothing wakes another thread) and with two
+//! (one per core, arcp-host's default). No ARCP parsing, no job, no sandbox: the gap
+//! between these figures and arcp-host's is what the runtime itself costs.
+//!
+//! Usage: `floor [ROUND_TRIPS]` (default 5000).
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+/// One row to commit, and who to tell once it is.
+type Commit = (String, oneshot::Sender<()>);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("serve") {
+        let shape = args.get(2).cloned().unwrap_or_else(|| "echo".into());
+        let workers: usize = args.get(3).and_then(|w| w.parse().ok()).unwrap_or(2);
+        serve(&shape, workers);
+        return;
+    }
+    let n: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5000);
+    println!("## floor: bare tokio-tungstenite server, {n} sequential round trips each");
+    for shape in ["echo", "two", "durable", "durable1"] {
+        for workers in [1, 2] {
+            match measure(shape, workers, n) {
+                Ok(line) => println!("{shape:<8} workers={workers} {line}"),
+                Err(e) => println!("{shape:<8} workers={workers} failed: {e}"),
+            }
+        }
+    }
+}
+
+/// Starts `floor serve SHAPE WORKERS`, drives it, stops it.
+fn measure(shape: &str, workers: usize, n: usize) -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let data = std::env::temp_dir().join(format!("arcp-floor-{}-{shape}", std::process::id()));
+    let mut child = std::process::Command::new(exe)
+        .args(["serve", shape, &workers.to_string()])
+        .env("FLOOR_DATA", &data)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut port = String::new();
+    if let Some(out) = child.stdout.as_mut() {
+        use std::io::BufRead;
+        std::io::BufReader::new(out)
+            .read_line(&mut port)
+            .map_err(|e| e.to_string())?;
+    }
+    let url = format!("ws://127.0.0.1:{}/", port.trim());
+    let answers = if shape == "echo" { 1 } else { 2 };
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let result = rt.block_on(drive(&url, n, answers));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    let mut times = result?;
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Ok(format!(
+        "n={} p50={:.3} ms p99={:.3} ms p999={:.3} ms",
+        times.len(),
+        ms(at(0.50)),
+        ms(at(0.99)),
+        ms(at(0.999))
+    ))
+}
+
+/// Sequential round trips: a frame out, `answers` frames back.
+async fn drive(url: &str, n: usize, answers: usize) -> Result<Vec<Duration>, String> {
+    let addr = url.trim_start_matches("ws://").trim_end_matches('/');
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let frame = r#"{"arcp":"1.1","id":"01J0000000000000000000000","type":"job.submit","payload":{"agent":"echo","input":{"n":1}}}"#;
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n + n / 10 {
+        let start = Instant::now();
+        ws.send(Message::text(frame))
+            .await
+            .map_err(|e| e.to_string())?;
+        for _ in 0..answers {
+            match ws.next().await {
+                Some(Ok(Message::Text(_))) => {}
+                other => return Err(format!("unexpected {other:?}")),
+            }
+        }
+        // The first tenth warms up.
+        if i >= n / 10 {
+            times.push(start.elapsed());
+        }
+    }
+    Ok(times)
+}
+
+fn serve(shape: &str, workers: usize) {
+    let rt = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    }
+    .enable_all()
+    .build()
+    .expect("runtime");
+    let writer = shape.starts_with("durable").then(start_writer);
+    rt.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        println!("{}", listener.local_addr().expect("addr").port());
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let (shape, writer) = (shape.to_owned(), writer.clone());
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(Message::Text(text))) = ws.next().await {
+                    let answers = if shape == "echo" { 1 } else { 2 };
+                    for answer in 0..answers {
+                        let commit = match shape.as_str() {
+                            "durable" => true,
+                            "durable1" => answer == 0,
+                            _ => false,
+                        };
+                        if let (true, Some(writer)) = (commit, &writer) {
+                            let (done, committed) = oneshot::channel();
+                            if writer.send((text.to_string(), done)).is_err()
+                                || committed.await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                        if ws.send(Message::Text(text.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// One thread that commits each row in its own transaction, in a WAL-mode file.
+fn start_writer() -> mpsc::Sender<Commit> {
+    let (tx, rx) = mpsc::channel::<Commit>();
+    let dir = std::env::var_os("FLOOR_DATA").map_or_else(std::env::temp_dir, Into::into);
+    std::fs::create_dir_all(&dir).expect("data folder");
+    let mut conn = rusqlite::Connection::open(dir.join("floor.db")).expect("open");
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+         CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, frame TEXT NOT NULL);",
+    )
+    .expect("schema");
+    std::thread::spawn(move || {
+        while let Ok((frame, done)) = rx.recv() {
+            let txn = conn.transaction().expect("begin");
+            txn.execute("INSERT INTO events (frame) VALUES (?1)", [&frame])
+                .expect("insert");
+            txn.commit().expect("commit");
+            let _ = done.send(());
+        }
+    });
+    tx
+}
