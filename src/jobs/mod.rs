@@ -253,6 +253,27 @@ impl Job {
     /// The subscriber list is locked for the whole send, so a subscription taken at
     /// the same moment sees each event exactly once: in its history or live.
     async fn send(&self, kind: &'static str, payload: impl serde::Serialize) -> u64 {
+        self.send_ending(kind, payload, None).await
+    }
+
+    /// Sends this job's terminal message: the job is `status` from here on, and its
+    /// final record is stored in one write with the message
+    /// ([`crate::store::Store::append_final_event`]).
+    async fn send_terminal(
+        &self,
+        kind: &'static str,
+        payload: impl serde::Serialize,
+        status: JobStatus,
+    ) -> u64 {
+        self.send_ending(kind, payload, Some(status)).await
+    }
+
+    async fn send_ending(
+        &self,
+        kind: &'static str,
+        payload: impl serde::Serialize,
+        ending: Option<JobStatus>,
+    ) -> u64 {
         let msg = Outbound::new(kind, payload).for_job(&self.id, &self.trace_id);
         let mut subscribers = self.subscribers.lock().await;
         subscribers.retain(|s| !s.is_retired());
@@ -260,7 +281,18 @@ impl Job {
             // Each subscriber gets its own copy, numbered in its own session's space.
             sub.send(msg.copy()).await;
         }
-        let seq = self.outbox.send(msg).await;
+        let seq = match ending {
+            None => self.outbox.send(msg).await,
+            Some(status) => {
+                // Under the subscribers' lock: a subscribe that records the job as
+                // running is then ordered before this final record, never after it.
+                if let Ok(mut at) = self.ended_at.lock() {
+                    *at = Some(chrono::Utc::now());
+                }
+                self.set_status(status);
+                self.outbox.send_final(msg, self.record()).await
+            }
+        };
         drop(subscribers);
         if seq > 0 {
             self.note_seq(seq);
@@ -1161,18 +1193,9 @@ impl JobManager {
 
     /// Sends a job's terminal message and records how it ended.
     async fn conclude(&self, job: Arc<Job>, ending: terminal::Ending) {
+        // Sent with the job's final record (`Job::send_terminal`).
         let outcome = terminal::finish(&job, ending).await;
         let status = outcome.status;
-        {
-            // Under the subscribers' lock: a subscribe that records the job as
-            // running is then ordered before this final record, never after it.
-            let _subscribers = job.subscribers.lock().await;
-            if let Ok(mut at) = job.ended_at.lock() {
-                *at = Some(chrono::Utc::now());
-            }
-            job.set_status(status);
-            self.store.put_job(job.record());
-        }
         job.outcome.send_replace(Some(outcome));
         let labels = crate::metrics::JobLabels {
             agent: job.agent.clone(),

@@ -50,7 +50,12 @@ pub struct Outcome {
 pub(super) async fn finish(job: &Job, ending: Ending) -> Outcome {
     match ending {
         Ending::Cancelled => {
-            job.send("job.result", result("cancelled", None)).await;
+            job.send_terminal(
+                "job.result",
+                result("cancelled", None),
+                JobStatus::Cancelled,
+            )
+            .await;
             Outcome {
                 status: JobStatus::Cancelled,
                 result: Err(ArcpError::new(
@@ -63,7 +68,8 @@ pub(super) async fn finish(job: &Job, ending: Ending) -> Outcome {
             let mut payload = result("timed_out", None);
             let why = format!("job exceeded its {}s run time", limit.as_secs());
             payload.summary = Some(why.clone());
-            job.send("job.result", payload).await;
+            job.send_terminal("job.result", payload, JobStatus::TimedOut)
+                .await;
             Outcome {
                 status: JobStatus::TimedOut,
                 result: Err(ArcpError::new(ErrorCode::Timeout, why)),
@@ -133,7 +139,8 @@ fn result(final_status: &'static str, value: Option<Value>) -> ResultPayload {
 }
 
 async fn error(job: &Job, err: ArcpError) -> Outcome {
-    job.send("job.error", ErrorPayload::job(&err)).await;
+    job.send_terminal("job.error", ErrorPayload::job(&err), JobStatus::Error)
+        .await;
     Outcome {
         status: JobStatus::Error,
         result: Err(err),
@@ -175,7 +182,12 @@ async fn finish_inline(job: &Job, value: Value) -> Outcome {
         result: Ok(value.clone()),
     };
     if text.len() <= INLINE_RESULT_LIMIT {
-        job.send("job.result", result("success", Some(value))).await;
+        job.send_terminal(
+            "job.result",
+            result("success", Some(value)),
+            JobStatus::Success,
+        )
+        .await;
         return done;
     }
     // Too large for one frame: stream the JSON text as utf8 chunks (spec §8.4).
@@ -201,7 +213,8 @@ async fn finish_inline(job: &Job, value: Value) -> Outcome {
     payload.result_size = Some(text.len() as u64);
     payload.summary =
         Some("JSON result streamed by the runtime: it was too large for one frame".into());
-    job.send("job.result", payload).await;
+    job.send_terminal("job.result", payload, JobStatus::Success)
+        .await;
     done
 }
 
@@ -229,7 +242,8 @@ async fn finish_stream(job: &Job, output: &str, stream: StreamSummary) -> Outcom
         _ => None,
     };
     let summary = payload.summary.clone();
-    job.send("job.result", payload).await;
+    job.send_terminal("job.result", payload, JobStatus::Success)
+        .await;
     Outcome {
         status: JobStatus::Success,
         result: Ok(

@@ -23,7 +23,7 @@
 //! by default and acks only on request), only by the bounded queue.
 
 use crate::protocol::Outbound;
-use crate::store::{Store, StoredEvent, Ticket};
+use crate::store::{JobRecord, Store, StoredEvent, Ticket};
 use crate::transport::{CancellationToken, FrameOut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -391,7 +391,22 @@ impl Outbox {
     /// Like [`Self::send`], and the frame also waits for store write `after` (an
     /// unsequenced acknowledgement waiting for what it acknowledges, such as
     /// `job.accepted` for the job's record).
-    pub async fn send_after(&self, mut msg: Outbound, after: Ticket) -> u64 {
+    pub async fn send_after(&self, msg: Outbound, after: Ticket) -> u64 {
+        self.send_recording(msg, after, None).await
+    }
+
+    /// Sends a job's terminal message, stored in one write with the job's final
+    /// `record` ([`Store::append_final_event`]).
+    pub async fn send_final(&self, msg: Outbound, record: JobRecord) -> u64 {
+        self.send_recording(msg, 0, Some(record)).await
+    }
+
+    async fn send_recording(
+        &self,
+        mut msg: Outbound,
+        after: Ticket,
+        record: Option<JobRecord>,
+    ) -> u64 {
         msg.session_id = Some(self.session_id.clone());
         let mut inner = self.inner.lock().await;
         let mut seq = 0;
@@ -404,12 +419,18 @@ impl Outbox {
         let text = msg.encode();
         let mut ticket = after;
         if seq > 0 {
-            ticket = self.store.append_event(StoredEvent {
+            let event = StoredEvent {
                 session_id: self.session_id.clone(),
                 seq,
                 job_id: msg.job_id.clone(),
                 frame: text.clone(),
-            });
+            };
+            ticket = match record {
+                Some(record) => self.store.append_final_event(event, record),
+                None => self.store.append_event(event),
+            };
+        } else if let Some(record) = record {
+            ticket = ticket.max(self.store.put_job(record));
         }
         if let Some(conn) = &inner.conn
             && !conn.send(ticket, FrameOut::Frame(text)).await
@@ -467,6 +488,10 @@ mod tests {
         }
         fn put_job(&self, job: JobRecord) -> Ticket {
             self.inner.put_job(job);
+            self.ticket()
+        }
+        fn append_final_event(&self, event: StoredEvent, job: JobRecord) -> Ticket {
+            self.inner.append_final_event(event, job);
             self.ticket()
         }
         fn remove_job(&self, job_id: &str) -> Ticket {

@@ -43,6 +43,12 @@ impl Store for MemoryStore {
         0
     }
 
+    fn append_final_event(&self, event: StoredEvent, job: JobRecord) -> Ticket {
+        // Nothing outlives the process here, so two steps are as good as one.
+        self.append_event(event);
+        self.put_job(job)
+    }
+
     fn events_after(&self, session_id: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
         let m = self
             .events
@@ -253,6 +259,7 @@ mod tests {
         conformance::events_come_back_exactly_from_every_cursor(&MemoryStore::new());
         conformance::events_come_back_in_order_after_a_cursor(&MemoryStore::new());
         conformance::a_job_record_is_replaced_by_its_latest_version(&MemoryStore::new());
+        conformance::a_final_event_and_its_record_are_kept_together(&MemoryStore::new());
         conformance::credentials_are_outstanding_until_removed(&MemoryStore::new());
         conformance::sessions_jobs_and_seqs_are_recoverable(&MemoryStore::new());
         conformance::idempotency_keys_are_kept_until_removed(&MemoryStore::new());

@@ -134,6 +134,12 @@ pub trait Store: Send + Sync + 'static {
     fn append_event(&self, event: StoredEvent) -> Ticket;
     /// Records (inserts or replaces) a job.
     fn put_job(&self, job: JobRecord) -> Ticket;
+    /// Records a job's terminal envelope and its final record as one write, so that
+    /// both are kept or neither: a restart never finds a job recorded as ended
+    /// without its terminal message, nor a terminal message for a job still
+    /// recorded as running. (It also saves ending every job with a write of its
+    /// own.)
+    fn append_final_event(&self, event: StoredEvent, job: JobRecord) -> Ticket;
     /// Forgets a job (retention): its record, and its envelopes in every session that
     /// can no longer be resumed (has no [`SessionRecord`]). Envelopes in a resumable
     /// session stay until [`Self::remove_session`] removes that session.
@@ -489,6 +495,39 @@ pub(crate) mod conformance {
         store.remove_credential("cred_1");
         store.flush().unwrap();
         assert_eq!(store.outstanding_credentials().unwrap(), vec![c("cred_2")]);
+    }
+
+    pub fn a_final_event_and_its_record_are_kept_together(store: &dyn Store) {
+        let sid: std::sync::Arc<str> = "sess_final".into();
+        let job_id: std::sync::Arc<str> = "job_final".into();
+        let event = |seq: u64, frame: &str| StoredEvent {
+            session_id: sid.clone(),
+            seq,
+            job_id: Some(job_id.clone()),
+            frame: frame.into(),
+        };
+        store.put_job(job("job_final", "running"));
+        store.append_event(event(1, "{\"type\":\"job.event\"}"));
+        let done = job("job_final", "success");
+        let ticket = store.append_final_event(event(2, "{\"type\":\"job.result\"}"), done.clone());
+        store.flush().unwrap();
+        assert!(*store.settled().borrow() >= ticket);
+        store.outcome(ticket).unwrap();
+        assert_eq!(store.job("job_final").unwrap(), Some(done));
+        let frames: Vec<(u64, String)> = store
+            .events_for_job("sess_final", "job_final", 0)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.seq, e.frame))
+            .collect();
+        assert_eq!(
+            frames,
+            vec![
+                (1, "{\"type\":\"job.event\"}".to_owned()),
+                (2, "{\"type\":\"job.result\"}".to_owned())
+            ]
+        );
+        assert_eq!(store.last_seq("sess_final").unwrap(), 2);
     }
 
     pub fn a_job_record_is_replaced_by_its_latest_version(store: &dyn Store) {

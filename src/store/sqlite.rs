@@ -30,6 +30,8 @@ use tokio::sync::watch;
 enum Write {
     Event(StoredEvent),
     Job(JobRecord),
+    /// A job's terminal envelope and its final record, in one transaction.
+    Ended(StoredEvent, JobRecord),
     JobGone(String),
     Credential(OutstandingCredential),
     Session(SessionRecord),
@@ -391,6 +393,20 @@ impl Run {
         })
     }
 
+    /// Adds `e` to this run, or stores the run and starts the next with it.
+    fn add(
+        &mut self,
+        e: StoredEvent,
+        insert: &mut rusqlite::CachedStatement<'_>,
+    ) -> rusqlite::Result<()> {
+        let plain = !e.frame.contains('\n');
+        if !(plain && self.continues(&e)) {
+            self.store(insert)?;
+        }
+        self.push(e, plain);
+        Ok(())
+    }
+
     fn push(&mut self, e: StoredEvent, plain: bool) {
         self.bytes += usize::from(!self.events.is_empty()) + e.frame.len();
         self.sealed |= !plain;
@@ -444,32 +460,33 @@ fn commit(conn: &mut Connection, batch: Vec<(Ticket, Write)>) -> rusqlite::Resul
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         let mut run = Run::default();
+        let mut put_job = |j: JobRecord| {
+            job.execute(params![
+                j.job_id,
+                j.principal,
+                j.session_id,
+                j.agent,
+                j.status,
+                j.submitted_at,
+                j.accepted,
+                j.ended_at,
+                serde_json::to_string(&j.subscribers).unwrap_or_else(|_| "[]".into())
+            ])
+            .map(drop)
+        };
         for (_, w) in batch {
             // Any other write may read or delete events: the run goes in first, so
-            // that writes still apply in ticket order.
-            if !matches!(w, Write::Event(_)) {
+            // that writes still apply in ticket order. (A job record touches no
+            // event, so an ending's event may join the run before it.)
+            if !matches!(w, Write::Event(_) | Write::Ended(..)) {
                 run.store(&mut ev)?;
             }
             match w {
-                Write::Event(e) => {
-                    let plain = !e.frame.contains('\n');
-                    if !(plain && run.continues(&e)) {
-                        run.store(&mut ev)?;
-                    }
-                    run.push(e, plain);
-                }
-                Write::Job(j) => {
-                    job.execute(params![
-                        j.job_id,
-                        j.principal,
-                        j.session_id,
-                        j.agent,
-                        j.status,
-                        j.submitted_at,
-                        j.accepted,
-                        j.ended_at,
-                        serde_json::to_string(&j.subscribers).unwrap_or_else(|_| "[]".into())
-                    ])?;
+                Write::Event(e) => run.add(e, &mut ev)?,
+                Write::Job(j) => put_job(j)?,
+                Write::Ended(e, j) => {
+                    run.add(e, &mut ev)?;
+                    put_job(j)?;
                 }
                 Write::JobGone(id) => {
                     txn.execute("DELETE FROM jobs WHERE job_id = ?1", params![id])?;
@@ -608,6 +625,10 @@ impl Store for SqliteStore {
 
     fn put_job(&self, job: JobRecord) -> Ticket {
         self.send(Write::Job(job))
+    }
+
+    fn append_final_event(&self, event: StoredEvent, job: JobRecord) -> Ticket {
+        self.send(Write::Ended(event, job))
     }
 
     fn remove_job(&self, job_id: &str) -> Ticket {
@@ -820,6 +841,7 @@ mod tests {
         let store = SqliteStore::open(dir.path()).unwrap();
         conformance::events_come_back_in_order_after_a_cursor(&store);
         conformance::a_job_record_is_replaced_by_its_latest_version(&store);
+        conformance::a_final_event_and_its_record_are_kept_together(&store);
         conformance::credentials_are_outstanding_until_removed(&store);
         conformance::sessions_jobs_and_seqs_are_recoverable(&store);
         conformance::idempotency_keys_are_kept_until_removed(&store);
