@@ -455,9 +455,17 @@ fn commit(conn: &mut Connection, batch: Vec<(Ticket, Write)>) -> rusqlite::Resul
         let mut ev = txn.prepare_cached(
             "INSERT INTO events (session_id, seq, last_seq, job_id, frames) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
+        // An upsert, not INSERT OR REPLACE: a job's later versions (running, ended)
+        // are then updated in place, one page of the table, where a replace deletes
+        // the row, inserts it anew and rewrites its entry in the job_id index too.
         let mut job = txn.prepare_cached(
-            "INSERT OR REPLACE INTO jobs (job_id, principal, session_id, agent, status, submitted_at, accepted, ended_at, subscribers)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO jobs (job_id, principal, session_id, agent, status, submitted_at, accepted, ended_at, subscribers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (job_id) DO UPDATE SET principal = excluded.principal,
+                 session_id = excluded.session_id, agent = excluded.agent,
+                 status = excluded.status, submitted_at = excluded.submitted_at,
+                 accepted = excluded.accepted, ended_at = excluded.ended_at,
+                 subscribers = excluded.subscribers",
         )?;
         let mut run = Run::default();
         let mut put_job = |j: JobRecord| {
