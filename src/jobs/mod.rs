@@ -670,7 +670,7 @@ impl JobManager {
             _ => {
                 tracing::warn!(job_id = %job.id, "job was running when the runtime stopped; ending it");
                 *job.subscribers.lock().await = subscribers;
-                self.conclude(job, terminal::Ending::Restarted).await;
+                self.conclude(job, terminal::Ending::Restarted, None).await;
             }
         }
         Ok(())
@@ -722,6 +722,15 @@ impl JobManager {
             }
         }
         revoked
+    }
+
+    /// Whether no more jobs hold a running slot (this one included) than the
+    /// runtime has worker threads.
+    fn few_running(&self) -> bool {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        self.running
+            .lock()
+            .is_ok_and(|counts| counts.values().sum::<usize>() <= workers)
     }
 
     /// Takes one of `principal`'s running-job slots, or refuses with a retryable
@@ -1134,20 +1143,21 @@ impl JobManager {
                         let outcome = terminal::Ending::Ran(
                             crate::sandbox::RunOutcome::InstantiationFailed(why),
                         );
-                        return self.conclude(job, outcome).await;
+                        return self.conclude(job, outcome, None).await;
                     }
                     Err(e) => {
                         let outcome = terminal::Ending::Ran(
                             crate::sandbox::RunOutcome::InstantiationFailed(e.to_string()),
                         );
-                        return self.conclude(job, outcome).await;
+                        return self.conclude(job, outcome, None).await;
                     }
                 }
             }
         };
         let agent = fuel_agent.as_ref().unwrap_or(&plugin.agent);
+        let mut finished = None;
         let ending = {
-            let run = self.sandbox.run(agent, spec, sink);
+            let run = self.sandbox.run_holding(agent, spec, sink);
             let lease_expiry = async {
                 match lease_deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -1155,7 +1165,10 @@ impl JobManager {
                 }
             };
             tokio::select! {
-                outcome = run => terminal::Ending::Ran(outcome),
+                (outcome, spent) = run => {
+                    finished = spent;
+                    terminal::Ending::Ran(outcome)
+                }
                 _ = cancel_rx.wait_for(|c| *c) => {
                     // A delegated child inherits its parent's expiry, and a parent
                     // that ends cancels its children: when both expire at once the
@@ -1172,8 +1185,9 @@ impl JobManager {
                 _ = lease_expiry => terminal::Ending::LeaseExpired,
                 why = record_failed => terminal::Ending::StoreFailed(why),
             }
-            // The run future, and with it the job's Store, is dropped here: nothing of
-            // the guest runs after this point.
+            // The run future is dropped here, and with it the Store of a run that did
+            // not finish (a finished one is in `finished`): nothing of the guest runs
+            // after this point.
         };
         // A job whose record is known to have failed ends INTERNAL_ERROR however it
         // ran. One that ended before its record's commit settled (a quick job that
@@ -1188,13 +1202,31 @@ impl JobManager {
             }
             (ending, _) => ending,
         };
-        self.conclude(job, ending).await;
+        self.conclude(job, ending, finished).await;
     }
 
-    /// Sends a job's terminal message and records how it ended.
-    async fn conclude(&self, job: Arc<Job>, ending: terminal::Ending) {
+    /// Sends a job's terminal message and records how it ended. A job that ran to
+    /// its end hands over its `finished` instance, released once the terminal
+    /// message is on its way rather than before: resetting it would delay the
+    /// result, and nothing of the guest runs any more.
+    async fn conclude(
+        &self,
+        job: Arc<Job>,
+        ending: terminal::Ending,
+        finished: Option<crate::sandbox::Finished>,
+    ) {
         // Sent with the job's final record (`Job::send_terminal`).
         let outcome = terminal::finish(&job, ending).await;
+        if finished.is_some() && self.few_running() {
+            // The terminal frame is in the connection's queue, which the session's
+            // task writes: let that task run before this one resets the instance
+            // (BENCHMARKS.md, 2026-12-05 22:00: SQLite echo p50 -11 %, p99 -30 %).
+            // Only when few jobs run: under load the yield sends this task to the
+            // back of a long queue still holding its instance (1,000 sessions × 10
+            // jobs lost 18 % of their jobs/s to it).
+            tokio::task::yield_now().await;
+        }
+        drop(finished);
         let status = outcome.status;
         job.outcome.send_replace(Some(outcome));
         let labels = crate::metrics::JobLabels {
