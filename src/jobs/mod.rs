@@ -1220,7 +1220,7 @@ impl JobManager {
         if finished.is_some() && self.few_running() {
             // The terminal frame is in the connection's queue, which the session's
             // task writes: let that task run before this one resets the instance
-            // (BENCHMARKS.md, 2026-12-05 22:00: SQLite echo p50 -11 %, p99 -30 %).
+            // (BENCHMARKS.md, 2026-12-05 22:11).
             // Only when few jobs run: under load the yield sends this task to the
             // back of a long queue still holding its instance (1,000 sessions × 10
             // jobs lost 18 % of their jobs/s to it).
