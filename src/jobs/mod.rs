@@ -32,6 +32,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -428,8 +429,16 @@ impl IdempotencyEntry {
     }
 }
 
-/// Jobs pending or running, per principal (`limits.max_running_jobs_per_principal`).
-type RunningCounts = Arc<Mutex<HashMap<String, usize>>>;
+/// Jobs pending or running: per principal (`limits.max_running_jobs_per_principal`),
+/// and in all, which every job's end reads (`JobManager::few_running`): kept beside
+/// the map rather than summed from it under its lock.
+#[derive(Default)]
+struct Running {
+    by_principal: Mutex<HashMap<String, usize>>,
+    total: AtomicUsize,
+}
+
+type RunningCounts = Arc<Running>;
 
 /// One principal's claim on one running-job slot, given back when dropped (when
 /// the job ends, or when a submit that took it starts no job).
@@ -440,10 +449,11 @@ struct RunningSlot {
 
 impl Drop for RunningSlot {
     fn drop(&mut self) {
-        if let Ok(mut counts) = self.counts.lock()
+        if let Ok(mut counts) = self.counts.by_principal.lock()
             && let Some(n) = counts.get_mut(&self.principal)
         {
             *n = n.saturating_sub(1);
+            self.counts.total.fetch_sub(1, Ordering::Relaxed);
             if *n == 0 {
                 counts.remove(&self.principal);
             }
@@ -728,9 +738,7 @@ impl JobManager {
     /// runtime has worker threads.
     fn few_running(&self) -> bool {
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
-        self.running
-            .lock()
-            .is_ok_and(|counts| counts.values().sum::<usize>() <= workers)
+        self.running.total.load(Ordering::Relaxed) <= workers
     }
 
     /// Takes one of `principal`'s running-job slots, or refuses with a retryable
@@ -739,6 +747,7 @@ impl JobManager {
         let cap = self.config.limits.max_running_jobs_per_principal;
         let mut counts = self
             .running
+            .by_principal
             .lock()
             .map_err(|_| ArcpError::internal("job counts unavailable"))?;
         let n = counts.entry(principal.to_owned()).or_insert(0);
@@ -752,6 +761,7 @@ impl JobManager {
             .with_detail("max", cap as u64));
         }
         *n += 1;
+        self.running.total.fetch_add(1, Ordering::Relaxed);
         Ok(RunningSlot {
             counts: self.running.clone(),
             principal: principal.to_owned(),
