@@ -206,7 +206,7 @@ impl SqliteStore {
             .map_err(named)?;
         // Checkpoints copy the log into the database file and sync it: milliseconds
         // that would stall every session's frames if the writer did them inline, so
-        // a thread of their own does them (PASSIVE: never blocking the writer).
+        // a thread of their own does them (see `checkpoint_loop`).
         // Once the log has been restarted, its file is cut back to this size.
         writer
             .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")
@@ -215,12 +215,11 @@ impl SqliteStore {
         checkpointer
             .busy_timeout(std::time::Duration::from_secs(2))
             .map_err(named)?;
-        let wal = dir.join("arcp.db-wal");
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop = stopping.clone();
         std::thread::Builder::new()
             .name("arcp-store-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, &wal, stop))
+            .spawn(move || checkpoint_loop(checkpointer, stop))
             .map_err(|e| StoreError::Io(format!("starting the store checkpointer: {e}")))?;
         let reader = Connection::open(&path).map_err(named)?;
         let (tx, rx) = mpsc::channel();
@@ -282,20 +281,49 @@ impl Drop for SqliteStore {
 /// The log size past which a checkpoint makes the writer start the log over.
 const WAL_RESTART_BYTES: u64 = 64 << 20;
 
-/// Copies the write-ahead log into the database every 100 ms, beside the writer.
+/// How often the checkpointer copies the log into the database.
+///
+/// Each checkpoint syncs the log and the database, and on a virtual disk those
+/// `fsync`s take milliseconds that the writer's commits feel. Every second instead
+/// looked better in short runs only because it moved the work out of them: over
+/// 20,000 sequential echo jobs the p99 was within the noise and the p999 worse
+/// (BENCHMARKS.md, 2026-12-06). Under `synchronous = NORMAL` the log is synced only
+/// here, so this is also about how much a power cut may lose.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Copies the write-ahead log into the database every [`CHECKPOINT_EVERY`], beside
+/// the writer.
 ///
 /// A PASSIVE checkpoint never waits for the writer, but under a steady stream of
-/// writes it never catches up with it either, and the log only grows; past
-/// [`WAL_RESTART_BYTES`] a RESTART checkpoint waits for the writer's current
-/// transaction once so that the next one starts the log over.
-fn checkpoint_loop(conn: Connection, wal: &Path, stopping: Arc<std::sync::atomic::AtomicBool>) {
-    while !stopping.load(std::sync::atomic::Ordering::Acquire) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let large = std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_RESTART_BYTES);
-        let mode = if large { "RESTART" } else { "PASSIVE" };
+/// writes the log is never wholly copied when the writer starts its next
+/// transaction, so the writer never starts it over and it only grows. Once it holds
+/// more than [`WAL_RESTART_BYTES`], a RESTART checkpoint follows at once: it waits
+/// for the writer's current transaction and holds the next ones until the log can
+/// start over, so it runs right after the PASSIVE one has copied nearly everything
+/// and is left with the few frames committed in between. (A RESTART instead of
+/// that interval's PASSIVE copied all of the interval's frames while it held the
+/// writer: the longest of 20,000 echo jobs took 25 ms, against 7-13 ms now.)
+fn checkpoint_loop(conn: Connection, stopping: Arc<std::sync::atomic::AtomicBool>) {
+    let frame_bytes = conn
+        .query_row("PRAGMA page_size", [], |r| r.get::<_, u64>(0))
+        .unwrap_or(4096)
+        + 24;
+    let checkpoint = |mode: &str| -> Option<u64> {
+        // The pragma's row: (busy, frames in the log, frames copied).
         let sql = format!("PRAGMA wal_checkpoint({mode})");
-        if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
-            tracing::warn!(error = %e, "store checkpoint failed; will retry");
+        match conn.query_row(&sql, [], |r| r.get::<_, i64>(1)) {
+            Ok(frames) => Some(u64::try_from(frames).unwrap_or(0)),
+            Err(e) => {
+                tracing::warn!(error = %e, mode, "store checkpoint failed; will retry");
+                None
+            }
+        }
+    };
+    while !stopping.load(std::sync::atomic::Ordering::Acquire) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let logged = checkpoint("PASSIVE");
+        if logged.is_some_and(|frames| frames.saturating_mul(frame_bytes) > WAL_RESTART_BYTES) {
+            checkpoint("RESTART");
         }
     }
 }
