@@ -16,7 +16,8 @@
 #   native handlers driven by its own client (another wire format: an anchor);
 # - the floor (benches/peer-rust/src/bin/floor.rs): a bare tokio-tungstenite server
 #   doing only what an echo job cannot skip (two answers; a SQLite commit before
-#   each), what no runtime built from these parts beats on this machine.
+#   each), and a flood of event frames (sent as made; each committed first), what no
+#   runtime built from these parts beats on this machine.
 #
 # Knobs (environment): ARCP_BENCH_EVENTS (200000), ARCP_BENCH_SESSIONS (1000),
 # ARCP_BENCH_JOBS (10 per session), ARCP_BENCH_SLEEPERS (10000),
@@ -139,7 +140,7 @@ echo "# Rust SDK peer (crates.io arcp 2.0.0), native handlers, its own client"
 $peer 2000 "$events" | tee "$out/peer.txt"
 echo
 echo "# the floor: bare WebSocket servers of the same parts, same machine"
-$floor 5000 | tee "$out/floor.txt"
+$floor 5000 "$events" | tee "$out/floor.txt"
 
 echo
 echo "# summary"
@@ -210,7 +211,7 @@ for pat in [r"^(lease check \([^\n]*)", r"^(host call \([^\n]*)", r"^(compute \(
 print(open(f"{out}/startup.txt").read().strip())
 try:
     print()
-    print("floor: bare tokio-tungstenite servers, to compare with the ping and echo rows above")
+    print("floor: bare tokio-tungstenite servers, to compare with the ping, echo and events/s rows above")
     print(open(f"{out}/floor.txt").read().strip())
 except OSError:
     pass

@@ -17,18 +17,28 @@
 //! - `durable1`: one transaction for both answers, then both are sent: the least such a
 //!   runtime could do if a job ran and ended before its acceptance was committed.
 //!
+//! - `flood`: on `flood N`, N event frames of the size of arcp-host's ticker events
+//!   (320 bytes) are made by one task and sent by the connection's task as fast as the
+//!   client reads them (the one-job event flood without a job, an outbox or ARCP);
+//! - `flood-durable`: as `flood`, but each frame is sent only once a writer thread has
+//!   committed it: the writer takes everything queued, stores it as one row (frames
+//!   joined, as arcp-host stores a run of one job's events) in one transaction, and
+//!   publishes the last sequence number it committed (group commit, write before send);
+//!   nothing checkpoints the log, which a runtime must do beside this.
+//!
 //! Each shape runs with one tokio worker (nothing wakes another thread) and with two
 //! (one per core, arcp-host's default). No ARCP parsing, no job, no sandbox: the gap
 //! between these figures and arcp-host's is what the runtime itself costs.
 //!
-//! Usage: `floor [ROUND_TRIPS]` (default 5000).
+//! Usage: `floor [ROUND_TRIPS [EVENTS]]` (defaults 5000 and 200000).
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// One row to commit, and who to tell once it is.
@@ -52,10 +62,23 @@ fn main() {
             }
         }
     }
+    let events: u64 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(200_000);
+    println!("## floor: {events} events from one producer to one client");
+    for shape in ["flood", "flood-durable"] {
+        for workers in [1, 2] {
+            match measure_flood(shape, workers, events) {
+                Ok(rate) => println!("{shape:<13} workers={workers} {rate:.0} events/s"),
+                Err(e) => println!("{shape:<13} workers={workers} failed: {e}"),
+            }
+        }
+    }
 }
 
-/// Starts `floor serve SHAPE WORKERS`, drives it, stops it.
-fn measure(shape: &str, workers: usize, n: usize) -> Result<String, String> {
+/// Starts `floor serve SHAPE WORKERS` and returns it with its URL.
+fn spawn_server(
+    shape: &str,
+    workers: usize,
+) -> Result<(std::process::Child, String, std::path::PathBuf), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let data = std::env::temp_dir().join(format!("arcp-floor-{}-{shape}", std::process::id()));
     let mut child = std::process::Command::new(exe)
@@ -71,7 +94,41 @@ fn measure(shape: &str, workers: usize, n: usize) -> Result<String, String> {
             .read_line(&mut port)
             .map_err(|e| e.to_string())?;
     }
-    let url = format!("ws://127.0.0.1:{}/", port.trim());
+    Ok((child, format!("ws://127.0.0.1:{}/", port.trim()), data))
+}
+
+/// Asks a `flood` server for `events` frames and times their arrival.
+fn measure_flood(shape: &str, workers: usize, events: u64) -> Result<f64, String> {
+    let (mut child, url, data) = spawn_server(shape, workers)?;
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let result = rt.block_on(async {
+        let addr = url.trim_start_matches("ws://").trim_end_matches('/');
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (mut ws, _) = tokio_tungstenite::client_async(&url, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        ws.send(Message::text(format!("flood {events}")))
+            .await
+            .map_err(|e| e.to_string())?;
+        for _ in 0..events {
+            match ws.next().await {
+                Some(Ok(Message::Text(_))) => {}
+                other => return Err(format!("unexpected {other:?}")),
+            }
+        }
+        Ok(events as f64 / start.elapsed().as_secs_f64())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    result
+}
+
+/// Starts `floor serve SHAPE WORKERS`, drives it, stops it.
+fn measure(shape: &str, workers: usize, n: usize) -> Result<String, String> {
+    let (mut child, url, data) = spawn_server(shape, workers)?;
     let answers = if shape == "echo" { 1 } else { 2 };
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let result = rt.block_on(drive(&url, n, answers));
@@ -132,6 +189,7 @@ fn serve(shape: &str, workers: usize) {
     .build()
     .expect("runtime");
     let writer = shape.starts_with("durable").then(start_writer);
+    let batches = (shape == "flood-durable").then(start_batch_writer);
     rt.block_on(async move {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         println!("{}", listener.local_addr().expect("addr").port());
@@ -140,11 +198,15 @@ fn serve(shape: &str, workers: usize) {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let (shape, writer) = (shape.to_owned(), writer.clone());
+            let (shape, writer, batches) = (shape.to_owned(), writer.clone(), batches.clone());
             tokio::spawn(async move {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
                     return;
                 };
+                if shape.starts_with("flood") {
+                    flood(ws, batches).await;
+                    return;
+                }
                 while let Some(Ok(Message::Text(text))) = ws.next().await {
                     let answers = if shape == "echo" { 1 } else { 2 };
                     for answer in 0..answers {
@@ -192,4 +254,92 @@ fn start_writer() -> mpsc::Sender<Commit> {
         }
     });
     tx
+}
+
+/// The committing side of `flood-durable`: frames in with their sequence numbers,
+/// the last committed sequence number out.
+type Batches = (mpsc::Sender<(u64, String)>, watch::Receiver<u64>);
+
+/// Serves one `flood N` request: one task makes the frames, this one sends them, each
+/// (with `batches`) once committed. Frames written together are flushed once.
+async fn flood(mut ws: WebSocketStream<TcpStream>, batches: Option<Batches>) {
+    let Some(Ok(Message::Text(request))) = ws.next().await else {
+        return;
+    };
+    let n: u64 = request
+        .strip_prefix("flood ")
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let (frames, mut queued) = tokio::sync::mpsc::channel::<(u64, String)>(2048);
+    let store = batches.as_ref().map(|(tx, _)| tx.clone());
+    tokio::spawn(async move {
+        for seq in 1..=n {
+            let frame = format!(
+                r#"{{"arcp":"1.1","id":"01M94DNFPFN1H0RFMCBRV{seq:05}","type":"job.event","session_id":"sess_01M94DNFPEKDDJ2ZTM7MDY8HTQ","trace_id":"01a248dabecfe5d33065ed07def3640e","job_id":"job_01M94DNFPFDX3JZNTTWW2ZZC23","event_seq":{seq},"payload":{{"kind":"log","ts":"2026-12-06T00:57:04.975826Z","body":{{"level":"info","message":"tick {seq}"}}}}}}"#
+            );
+            if let Some(store) = &store
+                && store.send((seq, frame.clone())).is_err()
+            {
+                return;
+            }
+            if frames.send((seq, frame)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut settled = batches.map(|(_, settled)| settled);
+    while let Some((seq, frame)) = queued.recv().await {
+        if let Some(settled) = settled.as_mut()
+            && settled.wait_for(|s| *s >= seq).await.is_err()
+        {
+            return;
+        }
+        if ws.feed(Message::text(frame)).await.is_err() {
+            return;
+        }
+        if queued.is_empty() && ws.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = ws.flush().await;
+}
+
+/// One thread that commits whatever is queued as one row in one transaction and then
+/// publishes the last sequence number it holds. It never checkpoints (nor does anyone
+/// else): a floor under any runtime that keeps its log bounded.
+fn start_batch_writer() -> Batches {
+    let (tx, rx) = mpsc::channel::<(u64, String)>();
+    let (settled_tx, settled) = watch::channel(0u64);
+    let dir = std::env::var_os("FLOOR_DATA").map_or_else(std::env::temp_dir, Into::into);
+    std::fs::create_dir_all(&dir).expect("data folder");
+    let mut conn = rusqlite::Connection::open(dir.join("floor.db")).expect("open");
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;
+         CREATE TABLE IF NOT EXISTS runs (first INTEGER PRIMARY KEY, last INTEGER NOT NULL, frames TEXT NOT NULL);",
+    )
+    .expect("schema");
+    std::thread::spawn(move || {
+        while let Ok((first, frame)) = rx.recv() {
+            let (mut last, mut frames) = (first, frame);
+            let mut taken = 1;
+            while let Ok((seq, frame)) = rx.try_recv() {
+                frames.push('\n');
+                frames.push_str(&frame);
+                last = seq;
+                taken += 1;
+                if taken == 4096 {
+                    break;
+                }
+            }
+            let txn = conn.transaction().expect("begin");
+            txn.execute(
+                "INSERT INTO runs (first, last, frames) VALUES (?1, ?2, ?3)",
+                rusqlite::params![first as i64, last as i64, frames],
+            )
+            .expect("insert");
+            txn.commit().expect("commit");
+            settled_tx.send_replace(last);
+        }
+    });
+    (tx, settled)
 }
