@@ -67,7 +67,9 @@ fn main() {
     for shape in ["flood", "flood-durable"] {
         for workers in [1, 2] {
             match measure_flood(shape, workers, events) {
-                Ok(rate) => println!("{shape:<13} workers={workers} {rate:.0} events/s"),
+                Ok((rate, cpu)) => {
+                    println!("{shape:<13} workers={workers} {rate:.0} events/s (server CPU: {cpu})")
+                }
                 Err(e) => println!("{shape:<13} workers={workers} failed: {e}"),
             }
         }
@@ -98,7 +100,7 @@ fn spawn_server(
 }
 
 /// Asks a `flood` server for `events` frames and times their arrival.
-fn measure_flood(shape: &str, workers: usize, events: u64) -> Result<f64, String> {
+fn measure_flood(shape: &str, workers: usize, events: u64) -> Result<(f64, String), String> {
     let (mut child, url, data) = spawn_server(shape, workers)?;
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let result = rt.block_on(async {
@@ -120,10 +122,40 @@ fn measure_flood(shape: &str, workers: usize, events: u64) -> Result<f64, String
         }
         Ok(events as f64 / start.elapsed().as_secs_f64())
     });
+    let threads = thread_cpu(child.id());
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&data);
-    result
+    result.map(|rate| (rate, threads))
+}
+
+/// CPU time (user + system, ms) of each thread of process `pid` so far, by name.
+fn thread_cpu(pid: u32) -> String {
+    let tick_ms = 10; // USER_HZ is 100 on Linux
+    let mut by_name = std::collections::BTreeMap::<String, u64>::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return String::new();
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        *by_name.entry(name.trim().to_owned()).or_default() += ticks * tick_ms;
+    }
+    by_name
+        .iter()
+        .filter(|(_, ms)| **ms > 0)
+        .map(|(name, ms)| format!("{name} {ms} ms"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Starts `floor serve SHAPE WORKERS`, drives it, stops it.
@@ -318,7 +350,8 @@ fn start_batch_writer() -> Batches {
          CREATE TABLE IF NOT EXISTS runs (first INTEGER PRIMARY KEY, last INTEGER NOT NULL, frames TEXT NOT NULL);",
     )
     .expect("schema");
-    std::thread::spawn(move || {
+    let writer = std::thread::Builder::new().name("floor-writer".into());
+    let _ = writer.spawn(move || {
         while let Ok((first, frame)) = rx.recv() {
             let (mut last, mut frames) = (first, frame);
             let mut taken = 1;
