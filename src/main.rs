@@ -300,14 +300,18 @@ fn ignore_file_size_signal() {
     }
 }
 
-/// SQLite (C) still allocates with glibc's malloc: buffers of 128 KiB and more are
+/// SQLite (C) still allocates with glibc's malloc: buffers of 512 KiB and more are
 /// mapped for themselves and unmapped when freed, rather than glibc raising that
 /// threshold to the largest buffer freed (up to 32 MiB) and keeping them resident.
+/// Not lower: SQLite copies each row of stored events it is given (up to 256 KiB,
+/// `store::sqlite`), and at 128 KiB every such copy was a fresh mapping, faulted in
+/// page by page and unmapped again: a fifth of the store writer's samples under a
+/// flood, its CPU 10 % lower without (BENCHMARKS.md, 2026-12-06).
 fn return_large_buffers_to_the_os() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a parameter of glibc's allocator, under its lock.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 10);
     }
 }
 
