@@ -189,6 +189,12 @@ impl SqliteStore {
     /// Opens (or creates) `<dir>/arcp.db`. A corrupt or unwritable file is an error
     /// that names it.
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(dir, WAL_RESTART_BYTES)
+    }
+
+    /// [`Self::open`], with the log started over past `wal_restart_bytes` (see
+    /// `checkpoint_loop`).
+    fn open_with(dir: &Path, wal_restart_bytes: u64) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Io(format!("cannot create data folder {}: {e}", dir.display()))
         })?;
@@ -219,7 +225,7 @@ impl SqliteStore {
         let stop = stopping.clone();
         std::thread::Builder::new()
             .name("arcp-store-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, stop))
+            .spawn(move || checkpoint_loop(checkpointer, wal_restart_bytes, stop))
             .map_err(|e| StoreError::Io(format!("starting the store checkpointer: {e}")))?;
         let reader = Connection::open(&path).map_err(named)?;
         let (tx, rx) = mpsc::channel();
@@ -297,13 +303,18 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 /// A PASSIVE checkpoint never waits for the writer, but under a steady stream of
 /// writes the log is never wholly copied when the writer starts its next
 /// transaction, so the writer never starts it over and it only grows. Once it holds
-/// more than [`WAL_RESTART_BYTES`], a RESTART checkpoint follows at once: it waits
+/// more than `restart_bytes` ([`WAL_RESTART_BYTES`] but in tests), a RESTART
+/// checkpoint follows at once: it waits
 /// for the writer's current transaction and holds the next ones until the log can
 /// start over, so it runs right after the PASSIVE one has copied nearly everything
 /// and is left with the few frames committed in between. (A RESTART instead of
 /// that interval's PASSIVE copied all of the interval's frames while it held the
 /// writer: the longest of 20,000 echo jobs took 25 ms, against 7-13 ms now.)
-fn checkpoint_loop(conn: Connection, stopping: Arc<std::sync::atomic::AtomicBool>) {
+fn checkpoint_loop(
+    conn: Connection,
+    restart_bytes: u64,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+) {
     let frame_bytes = conn
         .query_row("PRAGMA page_size", [], |r| r.get::<_, u64>(0))
         .unwrap_or(4096)
@@ -322,7 +333,7 @@ fn checkpoint_loop(conn: Connection, stopping: Arc<std::sync::atomic::AtomicBool
     while !stopping.load(std::sync::atomic::Ordering::Acquire) {
         std::thread::sleep(CHECKPOINT_EVERY);
         let logged = checkpoint("PASSIVE");
-        if logged.is_some_and(|frames| frames.saturating_mul(frame_bytes) > WAL_RESTART_BYTES) {
+        if logged.is_some_and(|frames| frames.saturating_mul(frame_bytes) > restart_bytes) {
             checkpoint("RESTART");
         }
     }
@@ -889,6 +900,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         conformance::removing_a_job_keeps_its_history_while_its_session_is_resumable(
             &SqliteStore::open(dir.path()).unwrap(),
+        );
+    }
+
+    /// The log is started over again and again once it passes its limit, although a
+    /// steady stream of commits never lets the writer find it wholly copied (and
+    /// start it over itself); without that it grows by everything written.
+    #[test]
+    fn the_log_is_started_over_under_a_steady_stream_of_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit: u64 = 1 << 20;
+        let store = SqliteStore::open_with(dir.path(), limit).unwrap();
+        let frame = format!("{{\"pad\":\"{}\"}}", "x".repeat(512));
+        // One commit after another for 3 s, with nothing in between for a checkpoint
+        // to finish in.
+        let started = std::time::Instant::now();
+        let mut seq = 0;
+        while started.elapsed() < std::time::Duration::from_secs(3) {
+            seq += 1;
+            store.append_event(StoredEvent {
+                session_id: "sess_log".into(),
+                seq,
+                job_id: None,
+                frame: frame.clone(),
+            });
+            store.flush().unwrap();
+        }
+        // The log's header counts the times it was started over (its checkpoint
+        // sequence number, big-endian at byte 12).
+        let wal = std::fs::read(dir.path().join("arcp.db-wal")).unwrap();
+        let restarts = u32::from_be_bytes([wal[12], wal[13], wal[14], wal[15]]);
+        let written = seq * frame.len() as u64;
+        assert!(
+            restarts >= 3,
+            "the log was started over {restarts} times in 3 s ({written} bytes of frames, limit {limit})"
         );
     }
 
