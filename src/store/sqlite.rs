@@ -304,12 +304,12 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 /// writes the log is never wholly copied when the writer starts its next
 /// transaction, so the writer never starts it over and it only grows. Once it holds
 /// more than `restart_bytes` ([`WAL_RESTART_BYTES`] but in tests), a RESTART
-/// checkpoint follows at once: it waits
-/// for the writer's current transaction and holds the next ones until the log can
-/// start over, so it runs right after the PASSIVE one has copied nearly everything
-/// and is left with the few frames committed in between. (A RESTART instead of
-/// that interval's PASSIVE copied all of the interval's frames while it held the
-/// writer: the longest of 20,000 echo jobs took 25 ms, against 7-13 ms now.)
+/// checkpoint follows at once: it waits for the writer's current transaction and
+/// holds the next ones until the log can start over, so it runs right after the
+/// PASSIVE one has copied nearly everything and is left with the few frames
+/// committed in between. (A RESTART instead of that interval's PASSIVE copied all
+/// of the interval's frames while it held the writer: the longest of 20,000 echo
+/// jobs took 25 ms, against 7-13 ms now.)
 fn checkpoint_loop(
     conn: Connection,
     restart_bytes: u64,
