@@ -104,12 +104,7 @@ fn measure_flood(shape: &str, workers: usize, events: u64) -> Result<(f64, Strin
     let (mut child, url, data) = spawn_server(shape, workers)?;
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let result = rt.block_on(async {
-        let addr = url.trim_start_matches("ws://").trim_end_matches('/');
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (mut ws, _) = tokio_tungstenite::client_async(&url, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut ws = connect(&url).await?;
         let start = Instant::now();
         ws.send(Message::text(format!("flood {events}")))
             .await
@@ -180,14 +175,21 @@ fn measure(shape: &str, workers: usize, n: usize) -> Result<String, String> {
     ))
 }
 
-/// Sequential round trips: a frame out, `answers` frames back.
-async fn drive(url: &str, n: usize, answers: usize) -> Result<Vec<Duration>, String> {
+/// A WebSocket client of `url` (`ws://HOST:PORT/`), with `TCP_NODELAY` as the
+/// servers have it.
+async fn connect(url: &str) -> Result<WebSocketStream<TcpStream>, String> {
     let addr = url.trim_start_matches("ws://").trim_end_matches('/');
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp)
+    let (ws, _) = tokio_tungstenite::client_async(url, tcp)
         .await
         .map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+/// Sequential round trips: a frame out, `answers` frames back.
+async fn drive(url: &str, n: usize, answers: usize) -> Result<Vec<Duration>, String> {
+    let mut ws = connect(url).await?;
     let frame = r#"{"arcp":"1.1","id":"01J0000000000000000000000","type":"job.submit","payload":{"agent":"echo","input":{"n":1}}}"#;
     let mut times = Vec::with_capacity(n);
     for i in 0..n + n / 10 {
