@@ -320,10 +320,11 @@ fn checkpoint_loop(
         .unwrap_or(4096)
         + 24;
     let checkpoint = |mode: &str| -> Option<u64> {
-        // The pragma's row: (busy, frames in the log, frames copied).
+        // The pragma's row: (busy, frames in the log, frames copied); -1 frames
+        // when it could not start (another connection was checkpointing).
         let sql = format!("PRAGMA wal_checkpoint({mode})");
         match conn.query_row(&sql, [], |r| r.get::<_, i64>(1)) {
-            Ok(frames) => Some(u64::try_from(frames).unwrap_or(0)),
+            Ok(frames) => u64::try_from(frames).ok(),
             Err(e) => {
                 tracing::warn!(error = %e, mode, "store checkpoint failed; will retry");
                 None
@@ -928,8 +929,13 @@ mod tests {
         }
         // The log's header counts the times it was started over (its checkpoint
         // sequence number, big-endian at byte 12).
-        let wal = std::fs::read(dir.path().join("arcp.db-wal")).unwrap();
-        let restarts = u32::from_be_bytes([wal[12], wal[13], wal[14], wal[15]]);
+        let mut header = [0u8; 16];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open(dir.path().join("arcp.db-wal")).unwrap(),
+            &mut header,
+        )
+        .unwrap();
+        let restarts = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
         let written = seq * frame.len() as u64;
         assert!(
             restarts >= 3,

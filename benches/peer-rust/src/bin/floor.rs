@@ -109,12 +109,7 @@ fn measure_flood(shape: &str, workers: usize, events: u64) -> Result<(f64, Strin
         ws.send(Message::text(format!("flood {events}")))
             .await
             .map_err(|e| e.to_string())?;
-        for _ in 0..events {
-            match ws.next().await {
-                Some(Ok(Message::Text(_))) => {}
-                other => return Err(format!("unexpected {other:?}")),
-            }
-        }
+        receive(&mut ws, events).await?;
         Ok(events as f64 / start.elapsed().as_secs_f64())
     });
     let threads = thread_cpu(child.id());
@@ -187,6 +182,17 @@ async fn connect(url: &str) -> Result<WebSocketStream<TcpStream>, String> {
     Ok(ws)
 }
 
+/// Reads `n` text frames; anything else is an error.
+async fn receive(ws: &mut WebSocketStream<TcpStream>, n: u64) -> Result<(), String> {
+    for _ in 0..n {
+        match ws.next().await {
+            Some(Ok(Message::Text(_))) => {}
+            other => return Err(format!("unexpected {other:?}")),
+        }
+    }
+    Ok(())
+}
+
 /// Sequential round trips: a frame out, `answers` frames back.
 async fn drive(url: &str, n: usize, answers: usize) -> Result<Vec<Duration>, String> {
     let mut ws = connect(url).await?;
@@ -197,12 +203,7 @@ async fn drive(url: &str, n: usize, answers: usize) -> Result<Vec<Duration>, Str
         ws.send(Message::text(frame))
             .await
             .map_err(|e| e.to_string())?;
-        for _ in 0..answers {
-            match ws.next().await {
-                Some(Ok(Message::Text(_))) => {}
-                other => return Err(format!("unexpected {other:?}")),
-            }
-        }
+        receive(&mut ws, answers as u64).await?;
         // The first tenth warms up.
         if i >= n / 10 {
             times.push(start.elapsed());
@@ -270,14 +271,9 @@ fn serve(shape: &str, workers: usize) {
 /// One thread that commits each row in its own transaction, in a WAL-mode file.
 fn start_writer() -> mpsc::Sender<Commit> {
     let (tx, rx) = mpsc::channel::<Commit>();
-    let dir = std::env::var_os("FLOOR_DATA").map_or_else(std::env::temp_dir, Into::into);
-    std::fs::create_dir_all(&dir).expect("data folder");
-    let mut conn = rusqlite::Connection::open(dir.join("floor.db")).expect("open");
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-         CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, frame TEXT NOT NULL);",
-    )
-    .expect("schema");
+    let mut conn = open_database(
+        "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, frame TEXT NOT NULL);",
+    );
     std::thread::spawn(move || {
         while let Ok((frame, done)) = rx.recv() {
             let txn = conn.transaction().expect("begin");
@@ -344,37 +340,47 @@ async fn flood(mut ws: WebSocketStream<TcpStream>, batches: Option<Batches>) {
 fn start_batch_writer() -> Batches {
     let (tx, rx) = mpsc::channel::<(u64, String)>();
     let (settled_tx, settled) = watch::channel(0u64);
+    let mut conn = open_database(
+        "PRAGMA wal_autocheckpoint = 0;
+         CREATE TABLE IF NOT EXISTS runs (first INTEGER PRIMARY KEY, last INTEGER NOT NULL, frames TEXT NOT NULL);",
+    );
+    let writer = std::thread::Builder::new().name("floor-writer".into());
+    let _writer = writer
+        .spawn(move || {
+            while let Ok((first, frame)) = rx.recv() {
+                let (mut last, mut frames) = (first, frame);
+                let mut taken = 1;
+                while let Ok((seq, frame)) = rx.try_recv() {
+                    frames.push('\n');
+                    frames.push_str(&frame);
+                    last = seq;
+                    taken += 1;
+                    if taken == 4096 {
+                        break;
+                    }
+                }
+                let txn = conn.transaction().expect("begin");
+                txn.execute(
+                    "INSERT INTO runs (first, last, frames) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![first as i64, last as i64, frames],
+                )
+                .expect("insert");
+                txn.commit().expect("commit");
+                settled_tx.send_replace(last);
+            }
+        })
+        .expect("writer thread");
+    (tx, settled)
+}
+
+/// `$FLOOR_DATA/floor.db` in WAL mode with `synchronous = NORMAL`, as arcp-host
+/// opens its store, after `schema`.
+fn open_database(schema: &str) -> rusqlite::Connection {
     let dir = std::env::var_os("FLOOR_DATA").map_or_else(std::env::temp_dir, Into::into);
     std::fs::create_dir_all(&dir).expect("data folder");
-    let mut conn = rusqlite::Connection::open(dir.join("floor.db")).expect("open");
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;
-         CREATE TABLE IF NOT EXISTS runs (first INTEGER PRIMARY KEY, last INTEGER NOT NULL, frames TEXT NOT NULL);",
-    )
-    .expect("schema");
-    let writer = std::thread::Builder::new().name("floor-writer".into());
-    let _ = writer.spawn(move || {
-        while let Ok((first, frame)) = rx.recv() {
-            let (mut last, mut frames) = (first, frame);
-            let mut taken = 1;
-            while let Ok((seq, frame)) = rx.try_recv() {
-                frames.push('\n');
-                frames.push_str(&frame);
-                last = seq;
-                taken += 1;
-                if taken == 4096 {
-                    break;
-                }
-            }
-            let txn = conn.transaction().expect("begin");
-            txn.execute(
-                "INSERT INTO runs (first, last, frames) VALUES (?1, ?2, ?3)",
-                rusqlite::params![first as i64, last as i64, frames],
-            )
-            .expect("insert");
-            txn.commit().expect("commit");
-            settled_tx.send_replace(last);
-        }
-    });
-    (tx, settled)
+    let conn = rusqlite::Connection::open(dir.join("floor.db")).expect("open");
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        .expect("pragmas");
+    conn.execute_batch(schema).expect("schema");
+    conn
 }
