@@ -71,20 +71,95 @@ pub struct Attachment(u64);
 const FORWARD_QUEUE: usize = 2048;
 const FORWARD_BYTES: usize = 8 << 20;
 
-/// A frame in a forwarder's queue, holding its share of [`FORWARD_BYTES`] until it
-/// has been handed to the connection.
+/// A frame in a forwarder's queue, holding its place in both bounds until it has
+/// been handed to the connection.
 struct Pending {
     ticket: Ticket,
     frame: FrameOut,
-    _held: tokio::sync::OwnedSemaphorePermit,
+    place: Place,
+}
+
+/// What a forwarder holds: how many frames and how many bytes, each bounded
+/// ([`FORWARD_QUEUE`], [`FORWARD_BYTES`]), and a sender waiting for room. Counted
+/// with atomics, over an unbounded channel: a bounded `tokio::sync::mpsc` channel
+/// and a `tokio::sync::Semaphore` for the bytes did the same with a mutex taken on
+/// every release (add_permits_locked, 3-5 % of the tokio workers' CPU in a one-job
+/// flood).
+#[derive(Default)]
+struct Held {
+    frames: AtomicUsize,
+    bytes: AtomicUsize,
+    waiting: AtomicBool,
+    room: Notify,
+}
+
+impl Held {
+    /// Waits until one more frame of `len` bytes fits (a frame larger than the byte
+    /// bound goes when nothing else is held), then holds its place until the
+    /// returned [`Place`] drops.
+    async fn hold(self: &Arc<Self>, len: usize) -> Place {
+        let fits = |held: &Held| {
+            let frames = held.frames.load(Ordering::SeqCst);
+            let bytes = held.bytes.load(Ordering::SeqCst);
+            frames < FORWARD_QUEUE && (bytes == 0 || bytes + len <= FORWARD_BYTES)
+        };
+        // Only a sender that finds no room registers with `room`, which takes
+        // its lock.
+        while !fits(self) {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            // Said before looking again: a release either is seen below or sees
+            // this and wakes us (all sequentially consistent).
+            self.waiting.store(true, Ordering::SeqCst);
+            if fits(self) {
+                break;
+            }
+            room.await;
+        }
+        self.frames.fetch_add(1, Ordering::SeqCst);
+        self.bytes.fetch_add(len, Ordering::SeqCst);
+        Place {
+            held: self.clone(),
+            len,
+        }
+    }
+
+    /// Whether the forwarder holds no frame: every frame sent to it has reached the
+    /// connection's queue (or been dropped with the connection).
+    fn is_empty(&self) -> bool {
+        self.frames.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// One frame's place in a forwarder's bounds.
+struct Place {
+    held: Arc<Held>,
+    len: usize,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let bytes = self.held.bytes.fetch_sub(self.len, Ordering::SeqCst) - self.len;
+        let frames = self.held.frames.fetch_sub(1, Ordering::SeqCst) - 1;
+        // A waiting sender is woken once the forwarder is down to half of both
+        // bounds, so that it queues a run of frames per wake-up rather than one
+        // frame per frame delivered (which tripled the workers' context switches
+        // in a flood). Every frame is delivered in the end, so it is woken at the
+        // latest when nothing is held.
+        if frames <= FORWARD_QUEUE / 2
+            && bytes <= FORWARD_BYTES / 2
+            && self.held.waiting.swap(false, Ordering::SeqCst)
+        {
+            self.held.room.notify_waiters();
+        }
+    }
 }
 
 /// The sending side of a connection's forwarder.
 struct Forwarder {
-    frames: mpsc::Sender<Pending>,
-    bytes: Arc<tokio::sync::Semaphore>,
-    /// Frames handed to the forwarder and not yet to the connection.
-    queued: Arc<AtomicUsize>,
+    frames: mpsc::UnboundedSender<Pending>,
+    held: Arc<Held>,
     /// The connection, for frames that need not wait (see [`Forwarder::send`]).
     link: Arc<Link>,
     settled: tokio::sync::watch::Receiver<Ticket>,
@@ -97,7 +172,7 @@ impl Forwarder {
     /// the outbox's lock, so no other frame can get between. False when the
     /// connection is gone.
     async fn send(&self, ticket: Ticket, frame: FrameOut) -> bool {
-        let ready = self.queued.load(Ordering::Acquire) == 0 && ticket <= *self.settled.borrow();
+        let ready = self.held.is_empty() && ticket <= *self.settled.borrow();
         if !ready {
             return self.enqueue(ticket, frame).await;
         }
@@ -115,22 +190,14 @@ impl Forwarder {
             FrameOut::Frame(text) => text.len(),
             FrameOut::Close(..) => 0,
         };
-        // Counted in KiB; no frame needs more than the whole bound.
-        let kib = (len >> 10).clamp(1, FORWARD_BYTES >> 10) as u32;
-        let Ok(held) = self.bytes.clone().acquire_many_owned(kib).await else {
-            return false;
-        };
-        let pending = Pending {
-            ticket,
-            frame,
-            _held: held,
-        };
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        if self.frames.send(pending).await.is_ok() {
-            return true;
-        }
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        false
+        let place = self.held.hold(len).await;
+        self.frames
+            .send(Pending {
+                ticket,
+                frame,
+                place,
+            })
+            .is_ok()
     }
 }
 
@@ -149,6 +216,13 @@ impl Link {
     /// its queue stayed full for `slow_after` (the client stopped reading), in which
     /// case the connection is killed.
     async fn deliver(&self, session_id: &str, frame: FrameOut) -> bool {
+        // A queue with room takes the frame without a timer (a clock read and a
+        // timer handle per frame otherwise).
+        let frame = match self.frames.try_send(frame) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(frame)) => frame,
+        };
         match tokio::time::timeout(self.slow_after, self.frames.send(frame)).await {
             Ok(sent) => sent.is_ok(),
             Err(_) => {
@@ -170,26 +244,35 @@ impl Link {
 /// resume from what it last read.
 async fn forward(
     session_id: Arc<str>,
-    mut frames: mpsc::Receiver<Pending>,
+    mut frames: mpsc::UnboundedReceiver<Pending>,
     link: Arc<Link>,
     mut settled: tokio::sync::watch::Receiver<Ticket>,
-    queued: Arc<AtomicUsize>,
 ) {
+    // The settled ticket last read: under a flood a commit settles hundreds of
+    // frames, which then go without reading it again (a lock shared with the
+    // store's writer).
+    let mut known = 0;
     while let Some(Pending {
         ticket,
         frame,
-        _held,
+        place,
     }) = frames.recv().await
     {
-        if ticket > *settled.borrow() && settled.wait_for(|s| *s >= ticket).await.is_err() {
-            return; // The store is gone: the runtime is shutting down.
+        if ticket > known {
+            known = *settled.borrow();
+        }
+        if ticket > known {
+            match settled.wait_for(|s| *s >= ticket).await {
+                Ok(now) => known = *now,
+                Err(_) => return, // The store is gone: the runtime is shutting down.
+            }
         }
         if !link.deliver(&session_id, frame).await {
             return;
         }
-        // Only now: a sender that sees nothing queued may put its frame straight
+        // Only now: a sender that sees nothing held may put its frame straight
         // into the connection's queue, which this frame has reached.
-        queued.fetch_sub(1, Ordering::AcqRel);
+        drop(place);
     }
 }
 
@@ -298,21 +381,13 @@ impl Outbox {
 
     /// A forwarder in front of the connection (see the module docs).
     fn forwarder(&self, link: Link) -> Forwarder {
-        let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
+        let (tx, rx) = mpsc::unbounded_channel();
         let id = self.session_id.clone();
         let link = Arc::new(link);
-        let queued = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(forward(
-            id,
-            rx,
-            link.clone(),
-            self.store.settled(),
-            queued.clone(),
-        ));
+        tokio::spawn(forward(id, rx, link.clone(), self.store.settled()));
         Forwarder {
             frames: tx,
-            bytes: Arc::new(tokio::sync::Semaphore::new(FORWARD_BYTES >> 10)),
-            queued,
+            held: Arc::default(),
             link,
             settled: self.store.settled(),
         }
@@ -625,6 +700,30 @@ mod tests {
         assert!(matches!(rx.recv().await, Some(FrameOut::Frame(t)) if t.contains("job.accepted")));
     }
 
+    /// The frames waiting for the store are bounded in number: the 2,049th waits
+    /// until the store has some and the connection takes them, and none is lost or
+    /// reordered on the way.
+    #[tokio::test]
+    async fn frames_waiting_for_the_store_are_bounded_in_number() {
+        let (store, outbox, mut rx) = gated_outbox().await;
+        let outbox = Arc::new(outbox);
+        for i in 0..FORWARD_QUEUE as u64 {
+            outbox.send(event(i)).await;
+        }
+        let one_more = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.send(event(99)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!one_more.is_finished(), "the sender waits for room");
+
+        store.settled.send_replace(u64::MAX);
+        for seq in 1..=FORWARD_QUEUE as u64 + 1 {
+            assert_eq!(seq_of(&mut rx).await, seq);
+        }
+        assert_eq!(one_more.await.unwrap(), FORWARD_QUEUE as u64 + 1);
+    }
+
     /// The frames waiting for the store are bounded in bytes as well as in number:
     /// a job emitting large bodies waits once FORWARD_BYTES of them wait.
     #[tokio::test]
@@ -637,7 +736,7 @@ mod tests {
             Outbound::new("job.event", body).job("job_t")
         };
         let per_frame = big(0).encode().len();
-        let fits = (FORWARD_BYTES >> 10) / (per_frame >> 10);
+        let fits = FORWARD_BYTES / per_frame;
         assert!(
             fits < FORWARD_QUEUE,
             "the byte bound is the one that binds here"
