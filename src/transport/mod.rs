@@ -12,6 +12,12 @@ use std::pin::Pin;
 use tokio::sync::mpsc;
 pub use tokio_util::sync::CancellationToken;
 
+/// Most frames a connection's writer takes from its outbound queue in one step
+/// (`recv_many`): a run gives its places in the queue back at once, where frames
+/// taken one by one each gave theirs back under the queue's lock and woke a sender
+/// waiting for room, once per frame.
+const WRITE_RUN: usize = 256;
+
 /// Frames from the peer, read by whichever task polls them. The WebSocket transport
 /// reads its socket right there, in the session's task, so an inbound frame reaches
 /// its handler without a hand-off between tasks (a wake-up of another thread, on a

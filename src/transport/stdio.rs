@@ -49,10 +49,11 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
     let writer = async move {
         // Buffered, flushed whenever the queue runs dry: bursts of events cost one
         // write, a lone frame is still sent at once.
+        // Taken in runs, as the WebSocket writer does (see `super::WRITE_RUN`).
         let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
-        while let Some(first) = out_rx.recv().await {
-            let mut next = Some(first);
-            while let Some(out) = next.take() {
+        let mut run = Vec::with_capacity(super::WRITE_RUN);
+        while out_rx.recv_many(&mut run, super::WRITE_RUN).await > 0 {
+            for out in run.drain(..) {
                 let FrameOut::Frame(text) = out else {
                     let _ = stdout.flush().await;
                     return;
@@ -62,9 +63,8 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
                 {
                     return;
                 }
-                next = out_rx.try_recv().ok();
             }
-            if stdout.flush().await.is_err() {
+            if out_rx.is_empty() && stdout.flush().await.is_err() {
                 return;
             }
         }

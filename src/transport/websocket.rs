@@ -209,11 +209,11 @@ async fn accept(
 
     // Writer: frames out until the session drops its sender or asks to close. Frames
     // already queued are written together and flushed once: one syscall for a burst
-    // of events instead of one per frame.
+    // of events instead of one per frame. They are taken in runs (`WRITE_RUN`).
     let writer = async move {
-        'conn: while let Some(first) = out_rx.recv().await {
-            let mut next = Some(first);
-            while let Some(out) = next.take() {
+        let mut run = Vec::with_capacity(super::WRITE_RUN);
+        'conn: while out_rx.recv_many(&mut run, super::WRITE_RUN).await > 0 {
+            for out in run.drain(..) {
                 match out {
                     FrameOut::Frame(text) => {
                         if sink.feed(Message::text(text)).await.is_err() {
@@ -229,9 +229,8 @@ async fn accept(
                         break 'conn;
                     }
                 }
-                next = out_rx.try_recv().ok();
             }
-            if sink.flush().await.is_err() {
+            if out_rx.is_empty() && sink.flush().await.is_err() {
                 break;
             }
         }
