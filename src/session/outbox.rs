@@ -710,18 +710,31 @@ mod tests {
         for i in 0..FORWARD_QUEUE as u64 {
             outbox.send(event(i)).await;
         }
+        one_more_waits_for_room(&store, &outbox, &mut rx, event(99)).await;
+    }
+
+    /// Sends `msg` after a full forwarder: it must wait until the store settles
+    /// and the connection takes what is queued, then every frame arrives in order.
+    async fn one_more_waits_for_room(
+        store: &GatedStore,
+        outbox: &Arc<Outbox>,
+        rx: &mut mpsc::Receiver<FrameOut>,
+        msg: Outbound,
+    ) {
+        let queued = outbox.last_seq();
         let one_more = tokio::spawn({
             let outbox = outbox.clone();
-            async move { outbox.send(event(99)).await }
+            async move { outbox.send(msg).await }
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!one_more.is_finished(), "the sender waits for room");
 
+        // Once the store has them and the connection takes them, room comes back.
         store.settled.send_replace(u64::MAX);
-        for seq in 1..=FORWARD_QUEUE as u64 + 1 {
-            assert_eq!(seq_of(&mut rx).await, seq);
+        for seq in 1..=queued + 1 {
+            assert_eq!(seq_of(rx).await, seq);
         }
-        assert_eq!(one_more.await.unwrap(), FORWARD_QUEUE as u64 + 1);
+        assert_eq!(one_more.await.unwrap(), queued + 1);
     }
 
     /// The frames waiting for the store are bounded in bytes as well as in number:
@@ -744,19 +757,7 @@ mod tests {
         for i in 0..fits as u64 {
             outbox.send(big(i)).await;
         }
-        let one_more = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.send(big(99)).await }
-        });
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!one_more.is_finished(), "the sender waits for room");
-
-        // Once the store has them and the connection takes them, room comes back.
-        store.settled.send_replace(u64::MAX);
-        for seq in 1..=fits as u64 + 1 {
-            assert_eq!(seq_of(&mut rx).await, seq);
-        }
-        assert_eq!(one_more.await.unwrap(), fits as u64 + 1);
+        one_more_waits_for_room(&store, &outbox, &mut rx, big(99)).await;
     }
 
     /// Write-before-send: a sequenced frame reaches the connection only once the

@@ -498,7 +498,8 @@ impl Run {
 /// repeat their session, job and trace ids and most of their keys: a flood's runs
 /// pack to a tenth or less, and the pages the writer, its log and the checkpoints
 /// go through shrink with them.
-/// Returns the packed run's length in `packed`.
+///
+/// Returns the packed run's length in `packed`, which is kept at its largest size.
 fn pack(
     events: &[StoredEvent],
     joined: &mut String,
@@ -1093,6 +1094,14 @@ mod tests {
         .unwrap();
     }
 
+    /// Runs `sql` on the store's file: rows as another build wrote them.
+    fn insert_rows(dir: &Path, sql: &str) {
+        Connection::open(dir.join("arcp.db"))
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    }
+
     /// The rows of `events`: (session, first seq, last seq, job).
     fn rows(dir: &Path) -> Vec<(String, u64, u64, Option<String>)> {
         let conn = Connection::open(dir.join("arcp.db")).unwrap();
@@ -1318,18 +1327,12 @@ mod tests {
     fn a_file_of_schema_version_2_keeps_its_runs_of_text() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        Connection::open(dir.path().join("arcp.db"))
-            .unwrap()
-            .execute_batch(
-                "INSERT INTO events VALUES ('sess_2', 1, 3, 'job_2', 'one
-two
-three');
-                 INSERT INTO events VALUES ('sess_2', 4, 4, 'job_2', 'four
-still four');
-                 INSERT INTO events VALUES ('sess_2', 5, 6, 'job_2', 'five
-six');",
-            )
-            .unwrap();
+        insert_rows(
+            dir.path(),
+            "INSERT INTO events VALUES ('sess_2', 1, 3, 'job_2', 'one\ntwo\nthree');
+             INSERT INTO events VALUES ('sess_2', 4, 4, 'job_2', 'four\nstill four');
+             INSERT INTO events VALUES ('sess_2', 5, 6, 'job_2', 'five\nsix');",
+        );
         let ev = |seq: u64, frame: &str| StoredEvent {
             frame: frame.into(),
             ..event("sess_2", seq, Some("job_2"))
@@ -1359,17 +1362,15 @@ six');",
     fn a_row_that_does_not_split_into_its_seqs_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        Connection::open(dir.path().join("arcp.db"))
-            .unwrap()
-            .execute_batch(
-                "INSERT INTO events VALUES ('sess_1', 1, 3, NULL, 'one\ntwo');
-                 INSERT INTO events VALUES ('sess_2', 1, 2, NULL, 'one\ntwo\nthree');
-                 INSERT INTO events VALUES ('sess_3', 1, 2, NULL, x'0800000000');
-                 INSERT INTO events VALUES ('sess_4', 1, 2, NULL, x'ffffffff0011');
-                 INSERT INTO events VALUES ('sess_5', 1, 2, NULL, x'01');
-                 INSERT INTO events VALUES ('sess_6', 1, 2, NULL, 2);",
-            )
-            .unwrap();
+        insert_rows(
+            dir.path(),
+            "INSERT INTO events VALUES ('sess_1', 1, 3, NULL, 'one\ntwo');
+             INSERT INTO events VALUES ('sess_2', 1, 2, NULL, 'one\ntwo\nthree');
+             INSERT INTO events VALUES ('sess_3', 1, 2, NULL, x'0800000000');
+             INSERT INTO events VALUES ('sess_4', 1, 2, NULL, x'ffffffff0011');
+             INSERT INTO events VALUES ('sess_5', 1, 2, NULL, x'01');
+             INSERT INTO events VALUES ('sess_6', 1, 2, NULL, 2);",
+        );
         // Packed, but of three frames for two seqs.
         let three: Vec<StoredEvent> = (1..=3).map(|seq| event("sess_7", seq, None)).collect();
         let mut packed = Vec::new();
