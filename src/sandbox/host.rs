@@ -81,6 +81,8 @@ pub struct JobState {
     pub(super) epoch_yields: u32,
     /// Its hold on a CPU slot, once CPU-bound.
     pub(super) cpu_turn: super::fairness::Turn,
+    /// Keeps the epoch ticker ticking while this store is alive.
+    pub(super) ticking: Option<super::ticker::Awake>,
 }
 
 impl JobState {
@@ -107,6 +109,7 @@ impl JobState {
             authority,
             epoch_yields: 0,
             cpu_turn: Default::default(),
+            ticking: None,
         }
     }
 

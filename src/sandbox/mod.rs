@@ -16,6 +16,7 @@ mod host;
 mod limits;
 mod model;
 mod net;
+mod ticker;
 
 pub use capabilities::{Authority, Delegator, MAX_READ_BYTES, RecordGate, ToolRunner};
 pub use host::{JobSink, StreamSummary, Usage};
@@ -28,7 +29,7 @@ use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
@@ -140,7 +141,7 @@ pub struct Sandbox {
     fuel_linker: Linker<host::JobState>,
     config: SandboxConfig,
     pooling: bool,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Arc<ticker::Ticker>,
     /// Slots for CPU-bound slices (one fewer than the machine's cores, at least
     /// one): see [`Self::new_store`].
     cpu_slots: fairness::CpuSlots,
@@ -171,23 +172,8 @@ impl Sandbox {
         let fuel_engine = Engine::new(&fuel_config)?;
         let fuel_linker = host_linker(&fuel_engine)?;
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        {
-            let engines = [engine.clone(), fuel_engine.clone()];
-            let stop = ticker_stop.clone();
-            let tick = config.epoch_tick;
-            std::thread::Builder::new()
-                .name("arcp-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(tick);
-                        for e in &engines {
-                            e.increment_epoch();
-                        }
-                    }
-                })
-                .context("starting the epoch ticker")?;
-        }
+        let ticker =
+            ticker::Ticker::start(vec![engine.clone(), fuel_engine.clone()], config.epoch_tick)?;
         let hold_slot_for = config.epoch_tick * 2;
         let queued_instances = pooling.then(|| {
             let n = config.pool_instances as usize;
@@ -200,7 +186,7 @@ impl Sandbox {
             fuel_linker,
             config,
             pooling,
-            ticker_stop,
+            ticker,
             // A slot goes back two ticks after it was last asked for: past the
             // job's next deadline, so a job still computing keeps it.
             cpu_slots: fairness::CpuSlots::new(
@@ -492,6 +478,7 @@ impl Sandbox {
             authority,
         );
         let mut store = Store::new(self.engine_for(flavor), state);
+        store.data_mut().ticking = Some(self.ticker.awake());
         store.limiter(|s| &mut s.limiter);
         // Yield to the executor at every epoch tick: that is where cancellation and
         // timeouts (which drop this future) take effect for a guest that never calls
@@ -543,7 +530,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        self.ticker.stop();
     }
 }
 
