@@ -82,7 +82,7 @@ pub struct JobState {
     /// Its hold on a CPU slot, once CPU-bound.
     pub(super) cpu_turn: super::fairness::Turn,
     /// Keeps the epoch ticker ticking while this store is alive.
-    pub(super) ticking: Option<super::ticker::Awake>,
+    _ticking: super::ticker::Awake,
 }
 
 impl JobState {
@@ -91,6 +91,7 @@ impl JobState {
         limiter: JobLimiter,
         max_result_bytes: u64,
         authority: Authority,
+        ticking: super::ticker::Awake,
     ) -> JobState {
         // `new()` inherits nothing: no environment, arguments, preopens, stdio or
         // network. Sockets and name lookups are refused outright.
@@ -109,7 +110,7 @@ impl JobState {
             authority,
             epoch_yields: 0,
             cpu_turn: Default::default(),
-            ticking: None,
+            _ticking: ticking,
         }
     }
 

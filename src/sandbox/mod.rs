@@ -476,9 +476,9 @@ impl Sandbox {
             JobLimiter::new(memory_bytes),
             self.config.max_result_bytes,
             authority,
+            self.ticker.awake(),
         );
         let mut store = Store::new(self.engine_for(flavor), state);
-        store.data_mut().ticking = Some(self.ticker.awake());
         store.limiter(|s| &mut s.limiter);
         // Yield to the executor at every epoch tick: that is where cancellation and
         // timeouts (which drop this future) take effect for a guest that never calls

@@ -259,9 +259,7 @@ async fn forward(
     }) = frames.recv().await
     {
         if ticket > known {
-            known = *settled.borrow();
-        }
-        if ticket > known {
+            // Returns at once when the store has settled it already.
             match settled.wait_for(|s| *s >= ticket).await {
                 Ok(now) => known = *now,
                 Err(_) => return, // The store is gone: the runtime is shutting down.

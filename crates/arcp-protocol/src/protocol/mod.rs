@@ -440,6 +440,7 @@ pub fn now_rfc3339() -> String {
 /// event flood.
 fn rfc3339_micros(at: chrono::DateTime<chrono::Utc>) -> String {
     use std::cell::RefCell;
+    use std::fmt::Write as _;
     thread_local! {
         /// The second last formatted on this thread, and its text up to the `.`.
         static SECOND: RefCell<(i64, String)> = const { RefCell::new((0, String::new())) };
@@ -457,16 +458,9 @@ fn rfc3339_micros(at: chrono::DateTime<chrono::Utc>) -> String {
             prefix.truncate(prefix.len() - "+00:00".len());
             prefix.push('.');
         }
-        let mut digits = [b'0'; 6];
-        let mut rest = micros;
-        for d in digits.iter_mut().rev() {
-            *d = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
         let mut out = String::with_capacity(prefix.len() + 7);
-        out.push_str(prefix);
-        out.extend(digits.iter().map(|&d| char::from(d)));
-        out.push('Z');
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{prefix}{micros:06}Z");
         out
     })
 }
@@ -543,6 +537,27 @@ fn longest_string(value: &mut Value) -> Option<&mut String> {
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
+
+    /// The SQLite store joins a run's frames by U+001E and splits them there on
+    /// replay, so no frame may hold it raw: not from a client's ids nor from a
+    /// payload's text, and a plugin's body (checked as JSON) cannot carry it either.
+    #[test]
+    fn no_frame_holds_a_raw_record_separator() {
+        let sep = "a\u{1e}b";
+        let mut out = Outbound::new(
+            "job.event",
+            serde_json::json!({"kind": "log", "body": {"message": sep}}),
+        )
+        .session(sep)
+        .job(sep)
+        .trace(Some(sep));
+        out.event_seq = Some(1);
+        let frame = out.encode();
+        assert!(frame.contains("\\u001e"), "{frame}");
+        assert!(!frame.contains('\u{1e}'), "{frame}");
+        assert!(RawValue::from_string("{\"m\": \"a\u{1e}b\"}".to_owned()).is_err());
+        assert!(RawValue::from_string("{\"m\":\u{1e}1}".to_owned()).is_err());
+    }
 
     /// The second's text is kept per thread: each instant, in any order and across
     /// seconds, must still read exactly as chrono writes it.
