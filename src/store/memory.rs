@@ -171,18 +171,20 @@ impl Store for MemoryStore {
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.remove(job_id);
         }
-        let resumable: Vec<String> = self
+        // A set, not a list searched per session: retention forgets jobs one by one,
+        // and each looked every session up in a list of every session.
+        let resumable: std::collections::HashSet<String> = self
             .sessions
             .lock()
             .map(|s| s.keys().cloned().collect())
             .unwrap_or_default();
         if let Ok(mut events) = self.events.lock() {
-            for (session, log) in events.iter_mut() {
-                if !resumable.iter().any(|r| r.as_str() == &**session) {
+            events.retain(|session, log| {
+                if !resumable.contains(&**session) {
                     log.retain(|_, e| e.job_id.as_deref() != Some(job_id));
                 }
-            }
-            events.retain(|_, log| !log.is_empty());
+                !log.is_empty()
+            });
         }
         0
     }
@@ -191,25 +193,37 @@ impl Store for MemoryStore {
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.remove(session_id);
         }
-        let history: Vec<String> = self
+        // Only this session's envelopes are looked at, and only the jobs they name
+        // are looked up: a session forgotten at its principal's cap (one per new
+        // session there) used to go through every job and every session's log.
+        let named: std::collections::HashSet<std::sync::Arc<str>> = self
+            .events
+            .lock()
+            .map(|events| {
+                events
+                    .get(session_id)
+                    .map(|log| log.values().filter_map(|e| e.job_id.clone()).collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        // Its history: the jobs it submitted that are still recorded.
+        let history: std::collections::HashSet<std::sync::Arc<str>> = self
             .jobs
             .lock()
-            .map(|j| {
-                j.values()
-                    .filter(|j| j.session_id == session_id)
-                    .map(|j| j.job_id.clone())
+            .map(|jobs| {
+                named
+                    .into_iter()
+                    .filter(|j| jobs.get(&**j).is_some_and(|r| r.session_id == session_id))
                     .collect()
             })
             .unwrap_or_default();
-        if let Ok(mut events) = self.events.lock() {
-            if let Some(log) = events.get_mut(session_id) {
-                log.retain(|_, e| {
-                    e.job_id
-                        .as_ref()
-                        .is_some_and(|j| history.iter().any(|h| h.as_str() == &**j))
-                });
+        if let Ok(mut events) = self.events.lock()
+            && let Some(log) = events.get_mut(session_id)
+        {
+            log.retain(|_, e| e.job_id.as_ref().is_some_and(|j| history.contains(j)));
+            if log.is_empty() {
+                events.remove(session_id);
             }
-            events.retain(|_, log| !log.is_empty());
         }
         0
     }
