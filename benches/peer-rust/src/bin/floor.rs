@@ -15,7 +15,11 @@
 //!   writes before it sends (spec's resume guarantee) does per echo job when the job's
 //!   result comes after its acceptance was committed;
 //! - `durable1`: one transaction for both answers, then both are sent: the least such a
-//!   runtime could do if a job ran and ended before its acceptance was committed.
+//!   runtime could do if a job ran and ended before its acceptance was committed;
+//! - `inline`: as `durable`, but the connection's task commits each row itself, on its
+//!   tokio worker, under a mutex around the one connection: no hand-over to a writer
+//!   thread and back, so the difference from `durable` is what the two thread wake-ups
+//!   of each commit cost.
 //!
 //! - `flood`: on `flood N`, N event frames of the size of arcp-host's ticker events
 //!   (320 bytes) are made by one task and sent by the connection's task as fast as the
@@ -54,7 +58,7 @@ fn main() {
     }
     let n: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5000);
     println!("## floor: bare tokio-tungstenite server, {n} sequential round trips each");
-    for shape in ["echo", "two", "durable", "durable1"] {
+    for shape in ["echo", "two", "durable", "durable1", "inline"] {
         for workers in [1, 2] {
             match measure(shape, workers, n) {
                 Ok(line) => println!("{shape:<8} workers={workers} {line}"),
@@ -224,6 +228,8 @@ fn serve(shape: &str, workers: usize) {
     .build()
     .expect("runtime");
     let writer = shape.starts_with("durable").then(start_writer);
+    let inline =
+        (shape == "inline").then(|| std::sync::Arc::new(std::sync::Mutex::new(open_events())));
     let batches = (shape == "flood-durable").then(start_batch_writer);
     rt.block_on(async move {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -234,6 +240,7 @@ fn serve(shape: &str, workers: usize) {
             };
             let _ = tcp.set_nodelay(true);
             let (shape, writer, batches) = (shape.to_owned(), writer.clone(), batches.clone());
+            let inline = inline.clone();
             tokio::spawn(async move {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
                     return;
@@ -245,6 +252,10 @@ fn serve(shape: &str, workers: usize) {
                 while let Some(Ok(Message::Text(text))) = ws.next().await {
                     let answers = if shape == "echo" { 1 } else { 2 };
                     for answer in 0..answers {
+                        if let Some(conn) = &inline {
+                            let Ok(mut conn) = conn.lock() else { return };
+                            commit_row(&mut conn, &text);
+                        }
                         let commit = match shape.as_str() {
                             "durable" => true,
                             "durable1" => answer == 0,
@@ -271,19 +282,31 @@ fn serve(shape: &str, workers: usize) {
 /// One thread that commits each row in its own transaction, in a WAL-mode file.
 fn start_writer() -> mpsc::Sender<Commit> {
     let (tx, rx) = mpsc::channel::<Commit>();
-    let mut conn = open_database(
-        "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, frame TEXT NOT NULL);",
-    );
+    let mut conn = open_events();
     std::thread::spawn(move || {
         while let Ok((frame, done)) = rx.recv() {
-            let txn = conn.transaction().expect("begin");
-            txn.execute("INSERT INTO events (frame) VALUES (?1)", [&frame])
-                .expect("insert");
-            txn.commit().expect("commit");
+            commit_row(&mut conn, &frame);
             let _ = done.send(());
         }
     });
     tx
+}
+
+/// The database of the `durable` shapes: one row per answer.
+fn open_events() -> rusqlite::Connection {
+    open_database(
+        "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, frame TEXT NOT NULL);",
+    )
+}
+
+/// Commits `frame` as a row of its own, in its own transaction (the statement is
+/// prepared once and cached, as arcp-host's store does).
+fn commit_row(conn: &mut rusqlite::Connection, frame: &str) {
+    let txn = conn.transaction().expect("begin");
+    txn.prepare_cached("INSERT INTO events (frame) VALUES (?1)")
+        .and_then(|mut insert| insert.execute([frame]))
+        .expect("insert");
+    txn.commit().expect("commit");
 }
 
 /// The committing side of `flood-durable`: frames in with their sequence numbers,
