@@ -85,6 +85,14 @@ const SCHEMA_VERSION: i64 = 3;
 const RUN_BYTES: usize = 256 << 10;
 
 const SCHEMA: &str = "
+    -- 1 KiB pages for a new file (an existing file keeps its own): a job's writes
+    -- are a few small rows in five b-trees, and every commit writes each page it
+    -- touched to the log whole, which each checkpoint then copies and syncs. With
+    -- 4 KiB pages an echo job logged ~28 KiB; the larger checkpoints were the
+    -- echo's tail (p999 6-11 ms against 2.2-2.7 ms now, p99 a quarter lower) and
+    -- the flood was slower (BENCHMARKS.md, 2026-12-06 09:00; 16 KiB was slower
+    -- still). Before journal_mode: a file in WAL mode cannot change its page size.
+    PRAGMA page_size = 1024;
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = NORMAL;
     -- A rowid table, not WITHOUT ROWID: a row of frames runs over many pages, and
@@ -1077,6 +1085,34 @@ mod tests {
                 "{steps:?}"
             );
         }
+    }
+
+    /// A new file gets 1 KiB pages; a file written with another page size keeps
+    /// it (SQLite ignores the pragma for a file that has tables) and is used as it
+    /// is.
+    #[test]
+    fn a_new_file_has_small_pages_and_an_old_one_keeps_its_own() {
+        let page_size = |dir: &Path| -> i64 {
+            Connection::open(dir.join("arcp.db"))
+                .unwrap()
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap()
+        };
+        let new = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(new.path()).unwrap());
+        assert_eq!(page_size(new.path()), 1024);
+
+        let old = tempfile::tempdir().unwrap();
+        Connection::open(old.path().join("arcp.db"))
+            .unwrap()
+            .execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
+            .unwrap();
+        let store = SqliteStore::open(old.path()).unwrap();
+        store.put_job(conformance::job("job_a", "running"));
+        store.flush().unwrap();
+        assert_eq!(store.job("job_a").unwrap().unwrap().status, "running");
+        drop(store);
+        assert_eq!(page_size(old.path()), 4096);
     }
 
     #[test]
