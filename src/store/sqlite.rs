@@ -89,7 +89,7 @@ const SCHEMA: &str = "
     -- are a few small rows in five b-trees, and every commit writes each page it
     -- touched to the log whole, which each checkpoint then copies and syncs. With
     -- 4 KiB pages an echo job logged ~28 KiB; the larger checkpoints were the
-    -- echo's tail (p999 6-11 ms against 2.2-2.7 ms now, p99 a quarter lower) and
+    -- echo's tail (p999 5-11 ms against 2-4 ms now, p99 a quarter lower) and
     -- the flood was slower (BENCHMARKS.md, 2026-12-06 09:00; 16 KiB was slower
     -- still). Before journal_mode: a file in WAL mode cannot change its page size.
     PRAGMA page_size = 1024;
@@ -1060,10 +1060,10 @@ mod tests {
     }
 
     /// Regression: forgetting a session read every recorded job, so that a
-    /// principal at its session cap, which forgets
-    /// one detached session per session it opens, took seconds to open a thousand
-    /// once tens of thousands of jobs were recorded. Each delete must find its
-    /// rows through keys, never by reading a whole table.
+    /// principal at its session cap, which forgets one detached session per
+    /// session it opens, took seconds to open a thousand once tens of thousands of
+    /// jobs were recorded. Each delete must find its rows through keys, never by
+    /// reading a whole table.
     #[test]
     fn forgetting_a_session_or_a_job_reads_no_whole_table() {
         let dir = tempfile::tempdir().unwrap();
