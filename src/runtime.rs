@@ -29,7 +29,67 @@ pub struct Runtime {
     pub jobs: Arc<JobManager>,
     /// The HTTP client of `net.fetch`.
     pub net: Arc<NetClient>,
-    sessions: Mutex<HashMap<String, Arc<SessionState>>>,
+    sessions: Mutex<SessionTable>,
+}
+
+/// The live sessions, by id and by principal.
+///
+/// A hello checks its principal's cap of sessions, and that used to scan every
+/// session of every principal (three times, a mutex each) under this table's lock:
+/// with many principals each hello cost in proportion to all the sessions held.
+/// Now it looks at its principal's sessions only, at most about the cap of them.
+#[derive(Default)]
+struct SessionTable {
+    by_id: HashMap<String, Arc<SessionState>>,
+    /// Each principal's sessions, by id: the same sessions as `by_id`.
+    by_principal: HashMap<String, HashMap<String, Arc<SessionState>>>,
+}
+
+impl SessionTable {
+    fn insert(&mut self, session: Arc<SessionState>) {
+        if let Some(replaced) = self.by_id.insert(session.id.clone(), session.clone()) {
+            self.unindex(&replaced);
+        }
+        self.by_principal
+            .entry(session.principal.clone())
+            .or_default()
+            .insert(session.id.clone(), session);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<SessionState>> {
+        let session = self.by_id.remove(id)?;
+        self.unindex(&session);
+        Some(session)
+    }
+
+    fn unindex(&mut self, session: &SessionState) {
+        if let Some(of) = self.by_principal.get_mut(&session.principal) {
+            of.remove(&session.id);
+            if of.is_empty() {
+                self.by_principal.remove(&session.principal);
+            }
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<&Arc<SessionState>> {
+        self.by_id.get(id)
+    }
+
+    /// `principal`'s sessions.
+    fn of(&self, principal: &str) -> impl Iterator<Item = &Arc<SessionState>> {
+        self.by_principal
+            .get(principal)
+            .into_iter()
+            .flat_map(HashMap::values)
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<SessionState>> {
+        self.by_id.values()
+    }
 }
 
 impl Runtime {
@@ -83,7 +143,7 @@ impl Runtime {
             store,
             jobs,
             net,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(SessionTable::default()),
         }))
     }
 
@@ -163,7 +223,7 @@ impl Runtime {
 
     pub(crate) fn register_session(&self, session: Arc<SessionState>) {
         if let Ok(mut m) = self.sessions.lock() {
-            m.insert(session.id.clone(), session);
+            m.insert(session);
         }
     }
 
@@ -185,14 +245,10 @@ impl Runtime {
             .map_err(|_| crate::error::ArcpError::internal("session table unavailable"))?;
         self.check_session_cap(&m, &session.principal, None)?;
         let cap = self.config.limits.max_sessions_per_principal;
-        let held = m
-            .values()
-            .filter(|s| s.principal == session.principal)
-            .count();
+        let held = m.of(&session.principal).count();
         if held >= cap {
             let oldest = m
-                .values()
-                .filter(|s| s.principal == session.principal)
+                .of(&session.principal)
                 .filter_map(|s| s.detached_since().map(|at| (at, s.id.clone())))
                 .min();
             if let Some((_, id)) = oldest
@@ -203,7 +259,7 @@ impl Runtime {
                 tracing::info!(session_id = %id, principal = %session.principal, "detached session forgotten: its principal opened a new one at the cap");
             }
         }
-        m.insert(session.id.clone(), session);
+        m.insert(session);
         Ok(())
     }
 
@@ -229,16 +285,14 @@ impl Runtime {
 
     fn check_session_cap(
         &self,
-        sessions: &HashMap<String, Arc<SessionState>>,
+        sessions: &SessionTable,
         principal: &str,
         except: Option<&str>,
     ) -> Result<(), crate::error::ArcpError> {
         let cap = self.config.limits.max_sessions_per_principal;
         let connected = sessions
-            .values()
-            .filter(|s| {
-                s.principal == principal && s.is_attached() && Some(s.id.as_str()) != except
-            })
+            .of(principal)
+            .filter(|s| s.is_attached() && Some(s.id.as_str()) != except)
             .count();
         if connected >= cap {
             return Err(crate::error::ArcpError::new(
@@ -260,16 +314,18 @@ impl Runtime {
         let Ok(mut m) = self.sessions.lock() else {
             return 0;
         };
-        let before = m.len();
-        m.retain(|id, s| {
-            let keep = !s.expired(window);
-            if !keep {
+        let expired: Vec<String> = m
+            .values()
+            .filter(|s| s.expired(window))
+            .map(|s| s.id.clone())
+            .collect();
+        for id in &expired {
+            if let Some(s) = m.remove(id) {
                 s.outbox.retire();
                 self.store.remove_session(id);
             }
-            keep
-        });
-        before - m.len()
+        }
+        expired.len()
     }
 
     /// Runs the retention rules of `[retention]` once (see [`crate::config::Retention`]):
@@ -470,4 +526,60 @@ fn provisioner(
         c.currency.clone(),
     )?;
     Ok(Some(Arc::new(p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SessionRecord;
+
+    fn session(id: &str, principal: &str) -> Arc<SessionState> {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let record = SessionRecord {
+            session_id: id.into(),
+            principal: principal.into(),
+            features: "[]".into(),
+            token_hash: String::new(),
+        };
+        Arc::new(SessionState::restore(
+            &record,
+            Arc::new(Outbox::new(id.into(), store, 16)),
+        ))
+    }
+
+    fn ids_of(table: &SessionTable, principal: &str) -> Vec<String> {
+        let mut ids: Vec<String> = table.of(principal).map(|s| s.id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// The index by principal holds exactly the sessions held by id, through
+    /// inserts, removals and a session registered again under its id.
+    #[test]
+    fn the_session_table_indexes_each_session_under_its_principal() {
+        let mut table = SessionTable::default();
+        table.insert(session("s1", "alice"));
+        table.insert(session("s2", "alice"));
+        table.insert(session("s3", "bob"));
+        assert_eq!(ids_of(&table, "alice"), ["s1", "s2"]);
+        assert_eq!(ids_of(&table, "bob"), ["s3"]);
+        assert!(ids_of(&table, "carol").is_empty());
+        assert_eq!(table.len(), 3);
+
+        // The same id again (a restored session registered anew) replaces it.
+        table.insert(session("s2", "bob"));
+        assert_eq!(ids_of(&table, "alice"), ["s1"]);
+        assert_eq!(ids_of(&table, "bob"), ["s2", "s3"]);
+        assert_eq!(table.len(), 3);
+
+        assert!(table.remove("s1").is_some());
+        assert!(table.remove("s1").is_none());
+        assert!(ids_of(&table, "alice").is_empty());
+        assert!(
+            !table.by_principal.contains_key("alice"),
+            "no empty entry left"
+        );
+        assert_eq!(table.get("s3").map(|s| s.principal.as_str()), Some("bob"));
+        assert_eq!(table.values().count(), 2);
+    }
 }
