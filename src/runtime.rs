@@ -34,10 +34,10 @@ pub struct Runtime {
 
 /// The live sessions, by id and by principal.
 ///
-/// A hello checks its principal's cap of sessions, and that used to scan every
-/// session of every principal (three times, a mutex each) under this table's lock:
-/// with many principals each hello cost in proportion to all the sessions held.
-/// Now it looks at its principal's sessions only, at most about the cap of them.
+/// A hello checks its principal's cap of sessions, and that used to go through
+/// every session of every principal, three times, under this table's lock: with
+/// many principals each hello cost in proportion to all the sessions held. Now it
+/// looks at its principal's sessions only, at most about the cap of them.
 #[derive(Default)]
 struct SessionTable {
     by_id: HashMap<String, Arc<SessionState>>,
