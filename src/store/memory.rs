@@ -193,34 +193,21 @@ impl Store for MemoryStore {
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.remove(session_id);
         }
-        // Only this session's envelopes are looked at, and only the jobs they name
-        // are looked up: a session forgotten at its principal's cap (one per new
-        // session there) used to go through every job and every session's log.
-        let named: std::collections::HashSet<std::sync::Arc<str>> = self
-            .events
-            .lock()
-            .map(|events| {
-                events
-                    .get(session_id)
-                    .map(|log| log.values().filter_map(|e| e.job_id.clone()).collect())
-                    .unwrap_or_default()
-            })
-            .unwrap_or_default();
-        // Its history: the jobs it submitted that are still recorded.
-        let history: std::collections::HashSet<std::sync::Arc<str>> = self
-            .jobs
-            .lock()
-            .map(|jobs| {
-                named
-                    .into_iter()
-                    .filter(|j| jobs.get(&**j).is_some_and(|r| r.session_id == session_id))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Ok(mut events) = self.events.lock()
-            && let Some(log) = events.get_mut(session_id)
-        {
-            log.retain(|_, e| e.job_id.as_ref().is_some_and(|j| history.contains(j)));
+        // Only this session's envelopes are looked at, each job they name looked up
+        // by key: a session forgotten at its principal's cap (one per new session
+        // there) used to go through every job and every session's log. Events
+        // before jobs: the order `stored_bytes` holds them in.
+        let (Ok(mut events), Ok(jobs)) = (self.events.lock(), self.jobs.lock()) else {
+            return 0;
+        };
+        if let Some(log) = events.get_mut(session_id) {
+            // Its history stays: envelopes of jobs it submitted that are still recorded.
+            log.retain(|_, e| {
+                e.job_id.as_ref().is_some_and(|j| {
+                    jobs.get(&**j)
+                        .is_some_and(|record| record.session_id == session_id)
+                })
+            });
             if log.is_empty() {
                 events.remove(session_id);
             }
