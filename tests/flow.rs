@@ -254,3 +254,59 @@ async fn a_resume_replays_the_very_envelopes_first_sent() {
         "same envelopes: same ids, seqs, timestamps"
     );
 }
+
+/// A job that ends in its first slice is acknowledged with its result (one commit,
+/// both frames together): `job.accepted` still comes first, names the submit, and
+/// the job is recorded, so a resumed session replays its result after it.
+#[tokio::test]
+async fn a_job_that_ends_before_it_is_acknowledged_is_acknowledged_first() {
+    let host = Host::start(&bundled_plugins(), &[]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let resume = c.resume_at(0);
+    let request = c
+        .send("job.submit", json!({"agent": "echo", "input": {"n": 7}}))
+        .await;
+    let frames = c.until_terminal().await;
+    let kinds: Vec<&str> = frames.iter().filter_map(|f| f["type"].as_str()).collect();
+    assert_eq!(kinds, ["job.accepted", "job.result"], "{frames:?}");
+    let job_id = frames[0]["payload"]["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(frames[0]["payload"]["request_id"], request.as_str());
+    assert_eq!(frames[1]["job_id"], job_id.as_str());
+    assert_eq!(frames[1]["payload"]["final_status"], "success");
+    drop(c);
+
+    let mut r = Client::connect_with(&host.url, TOKEN, json!([]), Some(resume)).await;
+    let replayed = r.until_terminal().await;
+    assert_eq!(replayed.last(), frames.last(), "the result is stored");
+    r.send("session.list_jobs", json!({})).await;
+    let listed = r.until("session.jobs").await;
+    let jobs = listed.last().unwrap()["payload"]["jobs"]
+        .as_array()
+        .unwrap();
+    assert!(
+        jobs.iter()
+            .any(|j| j["job_id"] == job_id.as_str() && j["status"] == "success"),
+        "the job is recorded as it ended: {jobs:?}"
+    );
+}
+
+/// Regression: a job's `job.accepted` is held back until its first slice waits.
+/// The acknowledgement takes the job's subscriber lock, which a slice that stopped
+/// in the middle of sending an event still held (tokio makes a task that has used
+/// its budget of lock acquisitions yield at the next one): the job hung, never
+/// acknowledged. A long epoch tick makes the first slice long enough to send that
+/// many events, even in a debug build.
+#[tokio::test]
+async fn a_job_whose_first_slice_stops_mid_send_is_still_acknowledged() {
+    let (_cfg_dir, cfg) = common::config_file("[limits]\nepoch_tick_ms = 1000\n");
+    let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let accepted = c
+        .submit(json!({"agent": "ticker", "input": {"count": 20000}}))
+        .await;
+    assert_eq!(accepted["type"], "job.accepted", "{accepted}");
+    let frames = c.until_terminal().await;
+    let events = frames.iter().filter(|f| f["type"] == "job.event").count();
+    assert_eq!(events, 20000);
+    assert_eq!(frames.last().unwrap()["type"], "job.result");
+}

@@ -120,7 +120,7 @@ impl JobManager {
         self.register(&child);
         self.store.put_job(child.record());
         // Its record is not waited for: it acts under its parent's, already stored.
-        self.launch(child.clone(), plugin, input, cancel_rx, max_runtime, [0, 0])?;
+        self.launch(child.clone(), plugin, input, cancel_rx, max_runtime, None)?;
         Ok(child)
     }
 }

@@ -132,6 +132,11 @@ pub struct Job {
     /// The budget's current remaining amounts (the sandbox updates it).
     budget_view: Arc<std::sync::Mutex<BTreeMap<String, rust_decimal::Decimal>>>,
     cancel: watch::Sender<bool>,
+    /// Its `job.accepted` while held back (see [`Job::hold_acceptance`]).
+    held_acceptance: Mutex<Option<Outbound>>,
+    /// The store ticket of its record's first write once queued (0 before): what
+    /// its authority-bearing calls wait for ([`record_gate`]).
+    record_queued: watch::Sender<crate::store::Ticket>,
 }
 
 impl Job {
@@ -166,6 +171,8 @@ impl Job {
             slot: Mutex::new(None),
             started: std::time::Instant::now(),
             cancel,
+            held_acceptance: Mutex::new(None),
+            record_queued: watch::channel(0).0,
         };
         (Arc::new(job), cancel_rx)
     }
@@ -249,6 +256,43 @@ impl Job {
         }
     }
 
+    /// Holds `accepted`, this job's `job.accepted`, and its record back until the
+    /// job first waits (for anything: a host call's I/O, an epoch slice's turn, a
+    /// pool instance), first sends a message, or ends. A job that ends in its first
+    /// slice, as most short jobs do, is then recorded, acknowledged and answered
+    /// with one store write and one commit, and both frames leave together
+    /// (`Outbox::send_accepted_and_final`); waiting for the record's own commit and
+    /// the acknowledgement's own frame were the echo's largest costs after its
+    /// sandbox (BENCHMARKS.md, 2026-12-06 11:00). A slice ends at the latest at the
+    /// epoch deadline, so the hold is bounded by `limits.epoch_tick_ms`.
+    fn hold_acceptance(&self, accepted: Outbound) {
+        if let Ok(mut held) = self.held_acceptance.lock() {
+            *held = Some(accepted);
+        }
+    }
+
+    fn take_held_acceptance(&self) -> Option<Outbound> {
+        self.held_acceptance.lock().ok().and_then(|mut h| h.take())
+    }
+
+    /// Sends this job's held `job.accepted`, if it still is, after queueing its
+    /// record (naming `subscribers`, whose lock the caller holds).
+    async fn acknowledge_locked(&self, subscribers: &[Arc<Outbox>]) {
+        if let Some(accepted) = self.take_held_acceptance() {
+            let ticket = self
+                .outbox
+                .send_acknowledging(accepted, self.record_with(subscribers))
+                .await;
+            self.record_queued.send_replace(ticket);
+        }
+    }
+
+    /// Sends this job's held `job.accepted`, if it still is.
+    async fn acknowledge(&self) {
+        let subscribers = self.subscribers.lock().await;
+        self.acknowledge_locked(&subscribers).await;
+    }
+
     /// Sends one sequenced message of this job through its session.
     ///
     /// The subscriber list is locked for the whole send, so a subscription taken at
@@ -278,6 +322,10 @@ impl Job {
         let msg = Outbound::new(kind, payload).for_job(&self.id, &self.trace_id);
         let mut subscribers = self.subscribers.lock().await;
         subscribers.retain(|s| !s.is_retired());
+        if ending.is_none() {
+            // The job's `job.accepted` goes before its first event.
+            self.acknowledge_locked(&subscribers).await;
+        }
         for sub in subscribers.iter() {
             // Each subscriber gets its own copy, numbered in its own session's space.
             sub.send(msg.copy()).await;
@@ -291,7 +339,14 @@ impl Job {
                     *at = Some(chrono::Utc::now());
                 }
                 self.set_status(status);
-                self.outbox.send_final(msg, self.record()).await
+                match self.take_held_acceptance() {
+                    Some(accepted) => {
+                        self.outbox
+                            .send_accepted_and_final(accepted, msg, self.record())
+                            .await
+                    }
+                    None => self.outbox.send_final(msg, self.record()).await,
+                }
             }
         };
         drop(subscribers);
@@ -346,12 +401,22 @@ fn effective_lease(plugin: &Plugin, requested: &Lease) -> Result<Lease, ArcpErro
     }
 }
 
-/// The gate a job's authority-bearing calls wait at: its idempotency key and record
-/// (write tickets, 0 for none) committed.
-fn record_gate(store: Arc<dyn Store>, tickets: [crate::store::Ticket; 2]) -> RecordGate {
+/// The gate a job's authority-bearing calls wait at: its idempotency key (write
+/// ticket `key`, 0 for none) and its record committed, the record once queued
+/// (`record_queued`, which a held acknowledgement sets when it goes: the call's
+/// wait is what releases it, see [`Job::hold_acceptance`]).
+fn record_gate(
+    store: Arc<dyn Store>,
+    key: crate::store::Ticket,
+    mut record_queued: watch::Receiver<crate::store::Ticket>,
+) -> RecordGate {
     use futures_util::FutureExt as _;
     async move {
-        for ticket in tickets {
+        let record = *record_queued
+            .wait_for(|t| *t != 0)
+            .await
+            .map_err(|_| "the job ended before its record was written".to_owned())?;
+        for ticket in [key, record] {
             crate::store::committed(store.as_ref(), ticket)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -974,9 +1039,10 @@ impl JobManager {
         }
         // The job's record and key are written before its `job.accepted`, which (like
         // every sequenced frame) leaves only once committed. The job starts at once,
-        // but makes no authority-bearing call until they are committed, and ends with
-        // INTERNAL_ERROR if they could not be (see `record_gate`).
-        let job_written = self.store.put_job(job.record());
+        // with both held back until it first waits, sends or ends (see
+        // `Job::hold_acceptance`); it makes no authority-bearing call until its key
+        // and record are committed, and ends with INTERNAL_ERROR if they could not
+        // be (see `record_gate`).
         let msg = Outbound::new("job.accepted", &accepted).for_job(&job.id, &job.trace_id);
         // Counted and marked running before its `job.accepted` is queued: a client
         // that reads it and then scrapes metrics or lists jobs sees the job as it is
@@ -987,23 +1053,26 @@ impl JobManager {
         self.metrics.submitted.get_or_create(&agent).inc();
         job.set_status(JobStatus::Running);
         // Unsequenced, so not stored itself: it waits for the job's record instead.
-        outbox.send_after(msg, job_written).await;
-
+        job.hold_acceptance(msg);
+        let gate = record_gate(
+            self.store.clone(),
+            key_written,
+            job.record_queued.subscribe(),
+        );
         self.launch(
             job,
             plugin,
             req.input.unwrap_or(Value::Null),
             cancel_rx,
             max_runtime,
-            [key_written, job_written],
+            Some(gate),
         )?;
         Ok(())
     }
 
     /// Starts a registered job: builds its authority from its lease and the
-    /// runtime's capabilities, and spawns its run. `recorded` holds the store
-    /// tickets of its idempotency key and record (0: none), which its
-    /// authority-bearing calls wait for (`record_gate`).
+    /// runtime's capabilities, and spawns its run. Its authority-bearing calls wait
+    /// at `recorded` when given ([`record_gate`]).
     fn launch(
         self: &Arc<Self>,
         job: Arc<Job>,
@@ -1011,7 +1080,7 @@ impl JobManager {
         input: Value,
         cancel_rx: watch::Receiver<bool>,
         max_runtime: Duration,
-        recorded: [crate::store::Ticket; 2],
+        recorded: Option<RecordGate>,
     ) -> Result<(), ArcpError> {
         let input_json = serde_json::to_string(&input).unwrap_or_else(|_| "null".into());
         let memory_bytes = plugin
@@ -1048,7 +1117,7 @@ impl JobManager {
                 parent: job.clone(),
             })),
             expired_attempt: Default::default(),
-            recorded: (recorded != [0, 0]).then(|| record_gate(self.store.clone(), recorded)),
+            recorded,
         };
         let spec = JobSpec {
             info: JobInfo {
@@ -1106,6 +1175,8 @@ impl JobManager {
         let job = self.get(job_id).ok_or_else(|| {
             ArcpError::internal(format!("job {job_id} of this idempotency key is gone"))
         })?;
+        // The job's own acknowledgement (and record) first, if still held back.
+        job.acknowledge().await;
         let mut accepted = job.accepted.clone();
         accepted.request_id = env.id.clone();
         let msg = Outbound::new("job.accepted", &accepted).for_job(&job.id, &job.trace_id);
@@ -1168,6 +1239,28 @@ impl JobManager {
         let mut finished = None;
         let ending = {
             let run = self.sandbox.run_holding(agent, spec, sink);
+            tokio::pin!(run);
+            // The first slice runs before the job is acknowledged (see
+            // `Job::hold_acceptance`); a job that ended in it is acknowledged with
+            // its terminal message, one that waits is acknowledged now. The run goes
+            // on meanwhile: a slice that stopped in the middle of sending holds the
+            // lock the acknowledgement takes. A cancel, an expiry or the runtime
+            // limit is heard once the acknowledgement is on its way, so that no
+            // terminal message overtakes it.
+            let mut ended = match futures_util::poll!(run.as_mut()) {
+                std::task::Poll::Ready(ended) => Some(ended),
+                std::task::Poll::Pending => None,
+            };
+            if ended.is_none() {
+                let acknowledged = job.acknowledge();
+                tokio::pin!(acknowledged);
+                loop {
+                    tokio::select! {
+                        () = &mut acknowledged => break,
+                        end = run.as_mut(), if ended.is_none() => ended = Some(end),
+                    }
+                }
+            }
             let lease_expiry = async {
                 match lease_deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -1175,7 +1268,10 @@ impl JobManager {
                 }
             };
             tokio::select! {
-                (outcome, spent) = run => {
+                (outcome, spent) = async { match ended {
+                    Some(ended) => ended,
+                    None => run.await,
+                } } => {
                     finished = spent;
                     terminal::Ending::Ran(outcome)
                 }
@@ -1300,6 +1396,8 @@ impl JobManager {
         if job.cancel.send_replace(true) {
             return Ok(()); // Already cancelling.
         }
+        // Its `job.accepted` first, if its first slice is still holding it back.
+        job.acknowledge().await;
         let ack = CancelledPayload {
             job_id: job_id.clone(),
             // Echoed to the client: cut, so that the reply stays inside a frame.

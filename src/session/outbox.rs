@@ -462,24 +462,50 @@ impl Outbox {
     }
 
     /// Like [`Self::send`], and the frame also waits for store write `after` (an
-    /// unsequenced acknowledgement waiting for what it acknowledges, such as
-    /// `job.accepted` for the job's record).
+    /// unsequenced acknowledgement waiting for what it acknowledges).
     pub async fn send_after(&self, msg: Outbound, after: Ticket) -> u64 {
-        self.send_recording(msg, after, None).await
+        self.send_recording(None, msg, after, None).await.0
+    }
+
+    /// Sends an unsequenced acknowledgement once `record`, what it acknowledges
+    /// (a job's record for its `job.accepted`), is stored; returns that write's
+    /// ticket.
+    pub async fn send_acknowledging(&self, msg: Outbound, record: JobRecord) -> Ticket {
+        self.send_recording(None, msg, 0, Some(record)).await.1
     }
 
     /// Sends a job's terminal message, stored in one write with the job's final
     /// `record` ([`Store::append_final_event`]).
     pub async fn send_final(&self, msg: Outbound, record: JobRecord) -> u64 {
-        self.send_recording(msg, 0, Some(record)).await
+        self.send_recording(None, msg, 0, Some(record)).await.0
     }
 
+    /// Sends a job's held `job.accepted` (unsequenced) and then its terminal
+    /// message, both once the terminal message and the job's final `record` are
+    /// stored in one write: a job that ended before it was acknowledged is
+    /// recorded, acknowledged and answered with one commit.
+    pub async fn send_accepted_and_final(
+        &self,
+        accepted: Outbound,
+        msg: Outbound,
+        record: JobRecord,
+    ) -> u64 {
+        self.send_recording(Some(accepted), msg, 0, Some(record))
+            .await
+            .0
+    }
+
+    /// Sends `msg` (and, just before it, the unsequenced `first`, which waits for
+    /// the same write): a sequenced `msg` is stored, with `record` when given; an
+    /// unsequenced one waits for `after` and for `record`'s write. Returns `msg`'s
+    /// seq (0 when unsequenced) and the ticket its frame waited for.
     async fn send_recording(
         &self,
+        first: Option<Outbound>,
         mut msg: Outbound,
         after: Ticket,
         record: Option<JobRecord>,
-    ) -> u64 {
+    ) -> (u64, Ticket) {
         msg.session_id = Some(self.session_id.clone());
         let mut inner = self.inner.lock().await;
         let mut seq = 0;
@@ -505,10 +531,19 @@ impl Outbox {
         } else if let Some(record) = record {
             ticket = ticket.max(self.store.put_job(record));
         }
-        if let Some(conn) = &inner.conn
-            && !conn.send(ticket, FrameOut::Frame(text)).await
-        {
-            inner.conn = None;
+        let frames = first
+            .map(|mut first| {
+                first.session_id = Some(self.session_id.clone());
+                first.encode()
+            })
+            .into_iter()
+            .chain(std::iter::once(text));
+        for text in frames {
+            if let Some(conn) = &inner.conn
+                && !conn.send(ticket, FrameOut::Frame(text)).await
+            {
+                inner.conn = None;
+            }
         }
         if inner.conn.is_none() && ticket > MAX_UNSETTLED_DETACHED {
             // No connection, so no queue to fill: without this, a job flooding
@@ -517,7 +552,7 @@ impl Outbox {
             // client, until the store is within reach of its writes.
             crate::store::until_settled(&*self.store, ticket - MAX_UNSETTLED_DETACHED).await;
         }
-        seq
+        (seq, ticket)
     }
 
     /// Asks the attached connection to close.
