@@ -301,3 +301,26 @@ async fn the_effective_lease_is_the_request_within_the_plugins_ceiling() {
     .await;
     assert_eq!(frames.last().unwrap()["payload"]["result"]["text"], "alpha");
 }
+
+/// Regression: an in-memory store gives every write ticket 0 ("already settled"),
+/// and a job waited for a non-zero ticket of its record before its first
+/// authority-bearing call: with `--in-memory` every file read, fetch, tool call or
+/// delegation hung until the job's runtime limit.
+#[tokio::test]
+async fn an_in_memory_runtime_lets_a_job_make_authority_bearing_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = dir.path().join("ws");
+    std::fs::create_dir_all(&workspace).unwrap();
+    std::fs::write(workspace.join("a.txt"), "alpha").unwrap();
+    let (_cfg_dir, cfg) =
+        common::config_file(&format!("workspace = {:?}\n", workspace.to_str().unwrap()));
+    let host = Host::start(&bundled_plugins(), &["--config", &cfg, "--in-memory"]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let frames = run(
+        &mut c,
+        json!({"agent": "reader", "input": {"path": "a.txt"}, "lease_request": {"fs.read": ["/**"]}}),
+    )
+    .await;
+    let last = frames.last().unwrap();
+    assert_eq!(last["payload"]["result"]["text"], "alpha", "{last}");
+}

@@ -134,9 +134,10 @@ pub struct Job {
     cancel: watch::Sender<bool>,
     /// Its `job.accepted` while held back (see [`Job::hold_acceptance`]).
     held_acceptance: Mutex<Option<Outbound>>,
-    /// The store ticket of its record's first write once queued (0 before): what
-    /// its authority-bearing calls wait for ([`record_gate`]).
-    record_queued: watch::Sender<crate::store::Ticket>,
+    /// The store ticket of its record's first write once queued (`None` before;
+    /// an in-memory store's tickets are all 0): what its authority-bearing calls
+    /// wait for ([`record_gate`]).
+    record_queued: watch::Sender<Option<crate::store::Ticket>>,
 }
 
 impl Job {
@@ -172,7 +173,7 @@ impl Job {
             started: std::time::Instant::now(),
             cancel,
             held_acceptance: Mutex::new(None),
-            record_queued: watch::channel(0).0,
+            record_queued: watch::channel(None).0,
         };
         (Arc::new(job), cancel_rx)
     }
@@ -283,7 +284,7 @@ impl Job {
                 .outbox
                 .send_acknowledging(accepted, self.record_with(subscribers))
                 .await;
-            self.record_queued.send_replace(ticket);
+            self.record_queued.send_replace(Some(ticket));
         }
     }
 
@@ -408,14 +409,15 @@ fn effective_lease(plugin: &Plugin, requested: &Lease) -> Result<Lease, ArcpErro
 fn record_gate(
     store: Arc<dyn Store>,
     key: crate::store::Ticket,
-    mut record_queued: watch::Receiver<crate::store::Ticket>,
+    mut record_queued: watch::Receiver<Option<crate::store::Ticket>>,
 ) -> RecordGate {
     use futures_util::FutureExt as _;
     async move {
-        let record = *record_queued
-            .wait_for(|t| *t != 0)
+        let record = record_queued
+            .wait_for(Option::is_some)
             .await
-            .map_err(|_| "the job ended before its record was written".to_owned())?;
+            .map_err(|_| "the job ended before its record was written".to_owned())?
+            .unwrap_or_default();
         for ticket in [key, record] {
             crate::store::committed(store.as_ref(), ticket)
                 .await
