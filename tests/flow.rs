@@ -256,8 +256,11 @@ async fn a_resume_replays_the_very_envelopes_first_sent() {
 }
 
 /// A job that ends in its first slice is acknowledged with its result (one commit,
-/// both frames together): `job.accepted` still comes first, names the submit, and
-/// the job is recorded, so a resumed session replays its result after it.
+/// both frames together): `job.accepted` still comes first and names the submit,
+/// the result is stored (a resumed session replays it) and the job is listed as it
+/// ended. (Its record in the store, written only with its end now, is what
+/// `restart::after_a_kill_finished_jobs_remain_running_ones_end_and_the_session_resumes`
+/// finds after a kill.)
 #[tokio::test]
 async fn a_job_that_ends_before_it_is_acknowledged_is_acknowledged_first() {
     let host = Host::start(&bundled_plugins(), &[]);
@@ -286,7 +289,7 @@ async fn a_job_that_ends_before_it_is_acknowledged_is_acknowledged_first() {
     assert!(
         jobs.iter()
             .any(|j| j["job_id"] == job_id.as_str() && j["status"] == "success"),
-        "the job is recorded as it ended: {jobs:?}"
+        "the job is listed as it ended: {jobs:?}"
     );
 }
 
