@@ -458,26 +458,20 @@ impl Outbox {
     /// Sends a message. Sequenced types get the next `event_seq` and are stored
     /// first; the returned number is that seq (0 for unsequenced messages).
     pub async fn send(&self, msg: Outbound) -> u64 {
-        self.send_after(msg, 0).await
-    }
-
-    /// Like [`Self::send`], and the frame also waits for store write `after` (an
-    /// unsequenced acknowledgement waiting for what it acknowledges).
-    pub async fn send_after(&self, msg: Outbound, after: Ticket) -> u64 {
-        self.send_recording(None, msg, after, None).await.0
+        self.send_recording(None, msg, None).await.0
     }
 
     /// Sends an unsequenced acknowledgement once `record`, what it acknowledges
     /// (a job's record for its `job.accepted`), is stored; returns that write's
     /// ticket.
     pub async fn send_acknowledging(&self, msg: Outbound, record: JobRecord) -> Ticket {
-        self.send_recording(None, msg, 0, Some(record)).await.1
+        self.send_recording(None, msg, Some(record)).await.1
     }
 
     /// Sends a job's terminal message, stored in one write with the job's final
     /// `record` ([`Store::append_final_event`]).
     pub async fn send_final(&self, msg: Outbound, record: JobRecord) -> u64 {
-        self.send_recording(None, msg, 0, Some(record)).await.0
+        self.send_recording(None, msg, Some(record)).await.0
     }
 
     /// Sends a job's held `job.accepted` (unsequenced) and then its terminal
@@ -490,20 +484,19 @@ impl Outbox {
         msg: Outbound,
         record: JobRecord,
     ) -> u64 {
-        self.send_recording(Some(accepted), msg, 0, Some(record))
+        self.send_recording(Some(accepted), msg, Some(record))
             .await
             .0
     }
 
     /// Sends `msg` (and, just before it, the unsequenced `first`, which waits for
     /// the same write): a sequenced `msg` is stored, with `record` when given; an
-    /// unsequenced one waits for `after` and for `record`'s write. Returns `msg`'s
-    /// seq (0 when unsequenced) and the ticket its frame waited for.
+    /// unsequenced one waits for `record`'s write when given. Returns `msg`'s seq
+    /// (0 when unsequenced) and the ticket its frame waited for.
     async fn send_recording(
         &self,
         first: Option<Outbound>,
         mut msg: Outbound,
-        after: Ticket,
         record: Option<JobRecord>,
     ) -> (u64, Ticket) {
         msg.session_id = Some(self.session_id.clone());
@@ -516,7 +509,7 @@ impl Outbox {
             self.last_seq.store(seq, Ordering::Release);
         }
         let text = msg.encode();
-        let mut ticket = after;
+        let mut ticket = 0;
         if seq > 0 {
             let event = StoredEvent {
                 session_id: self.session_id.clone(),
@@ -529,7 +522,7 @@ impl Outbox {
                 None => self.store.append_event(event),
             };
         } else if let Some(record) = record {
-            ticket = ticket.max(self.store.put_job(record));
+            ticket = self.store.put_job(record);
         }
         let frames = first
             .map(|mut first| {
@@ -724,9 +717,11 @@ mod tests {
     #[tokio::test]
     async fn an_acknowledgement_waits_for_the_write_it_acknowledges() {
         let (store, outbox, mut rx) = gated_outbox().await;
-        let record = store.put_job(crate::store::conformance::job("job_t", "pending"));
         let accepted = Outbound::new("job.accepted", serde_json::json!({"job_id": "job_t"}));
-        assert_eq!(outbox.send_after(accepted, record).await, 0, "unsequenced");
+        let record = outbox
+            .send_acknowledging(accepted, crate::store::conformance::job("job_t", "pending"))
+            .await;
+        assert_eq!(outbox.last_seq(), 0, "unsequenced");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(rx.try_recv().is_err(), "not before the record is committed");
         store.settled.send_replace(record);
