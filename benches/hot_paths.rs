@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the hot paths (criterion): envelope encode and decode, the
-//! lease check, an event append to each store, and a job's instantiation from the
-//! pre-instantiated component.
+//! lease check, an event append to each store, the retention sweep forgetting a job
+//! in memory, and a job's instantiation from the pre-instantiated component.
 //!
 //! `cargo bench --bench hot_paths` (about two minutes: small sample counts and
 //! measurement times, set below). Frames are shaped as in
@@ -172,6 +172,55 @@ fn event_appends(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Retention forgets finished jobs one by one, under the lock every session's sends
+/// take. The in-memory store holds 100,000 envelopes of 10,000 jobs in 1,000
+/// sessions; each forget is timed alone, and the store is filled anew once all
+/// its jobs are gone.
+fn job_forgetting(c: &mut Criterion) {
+    const SESSIONS: u64 = 1_000;
+    const JOBS_PER_SESSION: u64 = 10;
+    const EVENTS_PER_JOB: u64 = 10;
+    let fill = || {
+        let store = MemoryStore::new();
+        for s in 0..SESSIONS {
+            for seq in 1..=JOBS_PER_SESSION * EVENTS_PER_JOB {
+                let job = (seq - 1) / EVENTS_PER_JOB;
+                store.append_event(StoredEvent {
+                    session_id: format!("sess_{s}").into(),
+                    seq,
+                    job_id: Some(format!("job_{s}_{job}").into()),
+                    frame: EVENT.into(),
+                });
+            }
+        }
+        store
+    };
+    let mut g = c.benchmark_group("retention");
+    g.bench_function(
+        "in-memory store, forget a job among 100,000 envelopes",
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut store = fill();
+                let mut left = SESSIONS * JOBS_PER_SESSION;
+                for _ in 0..iters {
+                    if left == 0 {
+                        store = fill();
+                        left = SESSIONS * JOBS_PER_SESSION;
+                    }
+                    left -= 1;
+                    let job = format!("job_{}_{}", left % SESSIONS, left / SESSIONS);
+                    let t = Instant::now();
+                    black_box(store.remove_job(black_box(&job)));
+                    total += t.elapsed();
+                }
+                total
+            })
+        },
+    );
+    g.finish();
+}
+
 struct Discard;
 
 impl JobSink for Discard {
@@ -229,6 +278,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_paths;
     config = config();
-    targets = envelopes, lease_checks, event_appends, instantiation
+    targets = envelopes, lease_checks, event_appends, job_forgetting, instantiation
 }
 criterion_main!(hot_paths);
