@@ -365,6 +365,24 @@ struct Outcomes {
     failed: Arc<Mutex<VecDeque<(Ticket, Ticket, String)>>>,
 }
 
+/// The most writes one commit takes.
+const BATCH_MOST: usize = 4096;
+
+/// A batch of at least this many writes, taken from the queue at once, means that
+/// writes are streaming in faster than the writer commits them (an event flood,
+/// many sessions' jobs): the writer then waits [`GATHER_FOR`] once for more before
+/// it commits. A commit costs its lock calls and every page it touches whatever the
+/// number of rows, so without the wait a flood's commits carried a few dozen
+/// events each (5,000 commits for 300,000 events), with it a few hundred; the
+/// writer's CPU fell by half and the runtime's by a quarter (BENCHMARKS.md,
+/// 2026-12-06 15:00). Writes that come one at a time, such as a lone client's
+/// echo jobs, never wait.
+const GATHER_FROM: usize = 16;
+
+/// How long a streaming batch waits for more writes; its frames wait this much
+/// longer for their commit.
+const GATHER_FOR: std::time::Duration = std::time::Duration::from_micros(500);
+
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<(Ticket, Write)>, out: Outcomes) {
     // Kept from batch to batch: a flood's batches are thousands of writes.
     let mut writes = Vec::new();
@@ -383,9 +401,20 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<(Ticket, Write)>, out: O
             }
         };
         take((first, w));
-        for _ in 1..4096 {
+        let mut taken = 1;
+        let mut gathered = false;
+        while taken < BATCH_MOST {
             match rx.try_recv() {
-                Ok(more) => take(more),
+                Ok(more) => {
+                    take(more);
+                    taken += 1;
+                }
+                // Writes are streaming in: let them pile up once before the
+                // commit (see `GATHER_FROM`).
+                Err(_) if !gathered && taken >= GATHER_FROM => {
+                    gathered = true;
+                    std::thread::sleep(GATHER_FOR);
+                }
                 Err(_) => break,
             }
         }
