@@ -193,14 +193,15 @@ impl Store for MemoryStore {
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.remove(job_id);
         }
-        let Ok(mut logs) = self.events.lock() else {
-            return 0;
-        };
-        let Some((job, mut holders)) = logs.sessions_of_job.remove_entry(job_id) else {
-            return 0;
-        };
         // Events, then sessions: nothing takes them the other way round.
-        let Ok(resumable) = self.sessions.lock() else {
+        let (Ok(mut logs), Ok(resumable)) = (self.events.lock(), self.sessions.lock()) else {
+            return 0;
+        };
+        let Logs {
+            by_session,
+            sessions_of_job,
+        } = &mut *logs;
+        let Some(holders) = sessions_of_job.get_mut(job_id) else {
             return 0;
         };
         // A resumable session keeps the job's envelopes (its replay needs them);
@@ -209,16 +210,16 @@ impl Store for MemoryStore {
             if resumable.contains_key(&**session) {
                 return true;
             }
-            if let Some(log) = logs.by_session.get_mut(session) {
+            if let Some(log) = by_session.get_mut(session) {
                 log.retain(|_, e| e.job_id.as_deref() != Some(job_id));
                 if log.is_empty() {
-                    logs.by_session.remove(session);
+                    by_session.remove(session);
                 }
             }
             false
         });
-        if !holders.is_empty() {
-            logs.sessions_of_job.insert(job, holders);
+        if holders.is_empty() {
+            sessions_of_job.remove(job_id);
         }
         0
     }

@@ -411,7 +411,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<(Ticket, Write)>, out: O
                 }
                 // Writes are streaming in: let them pile up once before the
                 // commit (see `GATHER_FROM`).
-                Err(_) if !gathered && taken >= GATHER_FROM => {
+                Err(mpsc::TryRecvError::Empty) if !gathered && taken >= GATHER_FROM => {
                     gathered = true;
                     std::thread::sleep(GATHER_FOR);
                 }
