@@ -623,13 +623,14 @@ impl SessionOutcome {
     }
 }
 
-/// Sends all of `submits` on `c` back to back, then reads until each has been refused
-/// or has ended (or nothing arrives for `quiet`).
+/// Sends all of `submits` on `c` at once (queued, then written together, as a client
+/// submitting a batch would), then reads until each has been refused or has ended (or
+/// nothing arrives for `quiet`).
 async fn run_jobs(mut c: Client, submits: Vec<Value>, quiet: Duration) -> SessionOutcome {
     let mut out = SessionOutcome::default();
     let mut sent: HashMap<String, Instant> = HashMap::with_capacity(submits.len());
     for payload in submits {
-        match c.send("job.submit", payload, None).await {
+        match c.feed("job.submit", payload, None).await {
             Ok(id) => {
                 sent.insert(id, Instant::now());
             }
@@ -638,6 +639,11 @@ async fn run_jobs(mut c: Client, submits: Vec<Value>, quiet: Duration) -> Sessio
                 out.note(|| format!("sending job.submit: {e:#}"));
             }
         }
+    }
+    if let Err(e) = c.flush().await {
+        out.failed += sent.len();
+        out.note(|| format!("sending job.submit: {e:#}"));
+        return out;
     }
     let mut running: HashMap<String, Instant> = HashMap::with_capacity(sent.len());
     while !sent.is_empty() || !running.is_empty() {

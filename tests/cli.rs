@@ -553,3 +553,34 @@ fn submit_colours_its_text_only_when_asked_or_on_a_terminal() {
     assert!(bars.contains("2/2 ticks"), "{bars:?}");
     assert!(!bars.contains("] progress {"), "{bars:?}");
 }
+
+/// The load generator (`bench --url`) against a running host: every job of every
+/// session is counted as accepted and succeeded, with its submits written as one
+/// burst per session, and the round trips and the event flood report their figures.
+#[test]
+fn bench_counts_every_job_of_every_session_against_a_running_host() {
+    let host = common::Host::start(&bundled_plugins(), &[]);
+    let out = arcp_host()
+        .args(["bench", "--url", &host.url, "--bench-token", common::TOKEN])
+        .args(["--round-trips", "5", "--cancels", "0", "--events", "200"])
+        .args(["--sessions", "4", "--jobs-per-session", "6"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("4 sessions opened"),
+        "sessions line missing: {stdout}"
+    );
+    assert!(
+        stdout.contains("24 jobs: 24 accepted, 24 succeeded, errors 0"),
+        "not every job counted: {stdout}"
+    );
+    assert!(stdout.contains("n=24 p50="), "latency of 24 jobs: {stdout}");
+    assert!(stdout.contains("n=5 p50="), "5 round trips: {stdout}");
+    assert!(stdout.contains("events/s"), "event flood: {stdout}");
+}

@@ -105,6 +105,34 @@ impl Client {
         payload: Value,
         job_id: Option<&str>,
     ) -> anyhow::Result<String> {
+        let (id, text) = self.envelope(kind, payload, job_id);
+        self.ws.send(Message::text(text)).await?;
+        Ok(id)
+    }
+
+    /// Queues one envelope without writing it to the socket; returns its id. The
+    /// envelopes queued go out together at the next [`Client::flush`] or
+    /// [`Client::send`] (or once the queue's buffer fills): one write for a burst,
+    /// the way a client submitting many jobs at once would send them.
+    pub async fn feed(
+        &mut self,
+        kind: &str,
+        payload: Value,
+        job_id: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let (id, text) = self.envelope(kind, payload, job_id);
+        self.ws.feed(Message::text(text)).await?;
+        Ok(id)
+    }
+
+    /// Writes whatever [`Client::feed`] queued.
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.ws.flush().await?;
+        Ok(())
+    }
+
+    /// A new envelope's id and text.
+    fn envelope(&self, kind: &str, payload: Value, job_id: Option<&str>) -> (String, String) {
         let id = ids::envelope_id();
         let mut env = json!({"arcp": "1.1", "id": id, "type": kind, "payload": payload});
         if let Some(sid) = self.welcome["session_id"].as_str() {
@@ -113,8 +141,7 @@ impl Client {
         if let Some(j) = job_id {
             env["job_id"] = j.into();
         }
-        self.ws.send(Message::text(env.to_string())).await?;
-        Ok(id)
+        (id, env.to_string())
     }
 
     /// The next text message from the runtime (an error once it has closed).
