@@ -1226,13 +1226,13 @@ impl JobManager {
                         let outcome = terminal::Ending::Ran(
                             crate::sandbox::RunOutcome::InstantiationFailed(why),
                         );
-                        return self.conclude(job, outcome, None).await;
+                        return Box::pin(self.conclude(job, outcome, None)).await;
                     }
                     Err(e) => {
                         let outcome = terminal::Ending::Ran(
                             crate::sandbox::RunOutcome::InstantiationFailed(e.to_string()),
                         );
-                        return self.conclude(job, outcome, None).await;
+                        return Box::pin(self.conclude(job, outcome, None)).await;
                     }
                 }
             }
@@ -1240,8 +1240,13 @@ impl JobManager {
         let agent = fuel_agent.as_ref().unwrap_or(&plugin.agent);
         let mut finished = None;
         let ending = {
-            let run = self.sandbox.run_holding(agent, spec, sink);
-            tokio::pin!(run);
+            // The run, its acknowledgement and the conclusion are boxed when they
+            // start rather than held inline: a task is as large as its largest
+            // state, so a job waiting for its first turn (thousands at once in a
+            // burst) carried all three untouched, 7.1 KiB that a burst page-faults
+            // in. Boxed, the task is 1.9 KiB, and the boxes of the few jobs running
+            // at a time are freed and reused (BENCHMARKS.md).
+            let mut run = Box::pin(self.sandbox.run_holding(agent, spec, sink));
             // The first slice runs before the job is acknowledged (see
             // `Job::hold_acceptance`); a job that ended in it is acknowledged with
             // its terminal message, one that waits is acknowledged now. The run goes
@@ -1254,8 +1259,7 @@ impl JobManager {
                 std::task::Poll::Pending => None,
             };
             if ended.is_none() {
-                let acknowledged = job.acknowledge();
-                tokio::pin!(acknowledged);
+                let mut acknowledged = Box::pin(job.acknowledge());
                 loop {
                     tokio::select! {
                         () = &mut acknowledged => break,
@@ -1310,7 +1314,7 @@ impl JobManager {
             }
             (ending, _) => ending,
         };
-        self.conclude(job, ending, finished).await;
+        Box::pin(self.conclude(job, ending, finished)).await;
     }
 
     /// Sends a job's terminal message and records how it ended. A job that ran to
