@@ -127,7 +127,10 @@ pub(super) async fn finish(job: &Job, ending: Ending) -> Outcome {
     }
 }
 
-fn result(final_status: &'static str, value: Option<Value>) -> ResultPayload {
+fn result(
+    final_status: &'static str,
+    value: Option<Box<serde_json::value::RawValue>>,
+) -> ResultPayload {
     ResultPayload {
         final_status,
         result: value,
@@ -176,23 +179,32 @@ fn from_failure(f: Failure) -> ArcpError {
 }
 
 async fn finish_inline(job: &Job, value: Value) -> Outcome {
-    let text = value.to_string();
+    // Serialised once: its length says whether it fits a frame, and the frame
+    // carries this text (the value itself goes to whoever waits on the job).
+    let text = match serde_json::value::to_raw_value(&value) {
+        Ok(text) => text,
+        Err(e) => {
+            let why = format!("the plugin's result could not be serialised: {e}");
+            return error(job, ArcpError::internal(why)).await;
+        }
+    };
     let done = Outcome {
         status: JobStatus::Success,
-        result: Ok(value.clone()),
+        result: Ok(value),
     };
-    if text.len() <= INLINE_RESULT_LIMIT {
+    if text.get().len() <= INLINE_RESULT_LIMIT {
         job.send_terminal(
             "job.result",
-            result("success", Some(value)),
+            result("success", Some(text)),
             JobStatus::Success,
         )
         .await;
         return done;
     }
+    let text = text.get();
     // Too large for one frame: stream the JSON text as utf8 chunks (spec §8.4).
     let result_id = ids::prefixed("res");
-    let mut rest = text.as_str();
+    let mut rest = text;
     let mut seq = 0u64;
     while !rest.is_empty() {
         let mut cut = rest.len().min(HOST_CHUNK_BYTES);

@@ -280,9 +280,10 @@ pub struct EventPayload {
 pub struct ResultPayload {
     /// `success`, `cancelled` or `timed_out`.
     pub final_status: &'static str,
-    /// Inline result (absent when streamed).
+    /// Inline result (absent when streamed), as compact JSON text: the runtime
+    /// serialises it once, to learn whether it fits a frame, and sends that text.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
+    pub result: Option<Box<serde_json::value::RawValue>>,
     /// The streamed result's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result_id: Option<String>,
