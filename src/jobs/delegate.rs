@@ -61,7 +61,7 @@ impl Delegator for ChildJobs {
                 .map_err(|_| to_failure(ArcpError::internal("the child job vanished")))?
                 .clone();
             match ended.map(|o| o.result) {
-                Some(Ok(value)) => Ok(value.to_string()),
+                Some(Ok(text)) => Ok(text.get().to_owned()),
                 Some(Err(e)) => Err(to_failure(e)),
                 None => Err(to_failure(ArcpError::internal(
                     "the child job ended without an outcome",

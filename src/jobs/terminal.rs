@@ -9,6 +9,7 @@ use crate::error::{ArcpError, ErrorCode};
 use crate::protocol::cut_noting_length;
 use crate::protocol::{ErrorPayload, MAX_OUTBOUND_FRAME, ResultPayload, ids, now_rfc3339};
 use crate::sandbox::{Failure, RunOutcome, StreamSummary};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -41,9 +42,11 @@ pub(super) enum Ending {
 pub struct Outcome {
     /// The final status.
     pub status: JobStatus,
-    /// The result (for a streamed one: `{result_id, result_size, summary}`), or why
-    /// there is none.
-    pub result: Result<Value, ArcpError>,
+    /// The result as JSON text (for a streamed one: `{result_id, result_size,
+    /// summary}`), or why there is none. Text, not a tree: a finished job keeps its
+    /// outcome as long as it is retained, and a parsed result took ~20 times the
+    /// memory of its text.
+    pub result: Result<Box<RawValue>, ArcpError>,
 }
 
 /// Sends the terminal message and returns how the job ended.
@@ -105,8 +108,8 @@ pub(super) async fn finish(job: &Job, ending: Ending) -> Outcome {
         Ending::Ran(RunOutcome::Success {
             output,
             stream: None,
-        }) => match serde_json::from_str::<Value>(&output) {
-            Ok(value) => finish_inline(job, value).await,
+        }) => match serde_json::from_str::<Box<RawValue>>(&output) {
+            Ok(text) => finish_inline(job, text).await,
             Err(e) => {
                 error(
                     job,
@@ -178,29 +181,25 @@ fn from_failure(f: Failure) -> ArcpError {
     err
 }
 
-async fn finish_inline(job: &Job, value: Value) -> Outcome {
-    // Serialised once: its length says whether it fits a frame, and the frame
-    // carries this text (the value itself goes to whoever waits on the job).
-    let text = match serde_json::value::to_raw_value(&value) {
-        Ok(text) => text,
-        Err(e) => {
-            let why = format!("the plugin's result could not be serialised: {e}");
-            return error(job, ArcpError::internal(why)).await;
-        }
-    };
-    let done = Outcome {
-        status: JobStatus::Success,
-        result: Ok(value),
-    };
+/// A returned result, checked to be JSON and passed on as the plugin wrote it (as
+/// event bodies are), inline if it fits a frame.
+async fn finish_inline(job: &Job, text: Box<RawValue>) -> Outcome {
     if text.get().len() <= INLINE_RESULT_LIMIT {
         job.send_terminal(
             "job.result",
-            result("success", Some(text)),
+            result("success", Some(text.clone())),
             JobStatus::Success,
         )
         .await;
-        return done;
+        return Outcome {
+            status: JobStatus::Success,
+            result: Ok(text),
+        };
     }
+    let done = Outcome {
+        status: JobStatus::Success,
+        result: Ok(text.clone()),
+    };
     let text = text.get();
     // Too large for one frame: stream the JSON text as utf8 chunks (spec §8.4).
     let result_id = ids::prefixed("res");
@@ -258,9 +257,9 @@ async fn finish_stream(job: &Job, output: &str, stream: StreamSummary) -> Outcom
         .await;
     Outcome {
         status: JobStatus::Success,
-        result: Ok(
-            json!({"result_id": stream.result_id, "result_size": stream.bytes, "summary": summary}),
-        ),
+        result: Ok(crate::protocol::raw_payload(
+            &json!({"result_id": stream.result_id, "result_size": stream.bytes, "summary": summary}),
+        )),
     }
 }
 
