@@ -44,8 +44,8 @@ pub struct Outcome {
     pub status: JobStatus,
     /// The result as JSON text (for a streamed one: `{result_id, result_size,
     /// summary}`), or why there is none. Text, not a tree: a finished job keeps its
-    /// outcome as long as it is retained, and a parsed result took ~20 times the
-    /// memory of its text.
+    /// outcome as long as it is retained, and an echo's result kept parsed cost
+    /// ~1.2 KiB more per finished job (BENCHMARKS.md, 2026-12-06 17:30).
     pub result: Result<Box<RawValue>, ArcpError>,
 }
 
@@ -108,15 +108,9 @@ pub(super) async fn finish(job: &Job, ending: Ending) -> Outcome {
         Ending::Ran(RunOutcome::Success {
             output,
             stream: None,
-        }) => match serde_json::from_str::<Box<RawValue>>(&output) {
+        }) => match result_text(&output) {
             Ok(text) => finish_inline(job, text).await,
-            Err(e) => {
-                error(
-                    job,
-                    ArcpError::internal(format!("plugin returned a result that is not JSON: {e}")),
-                )
-                .await
-            }
+            Err(why) => error(job, ArcpError::internal(why)).await,
         },
         Ending::Ran(RunOutcome::Failed(failure)) => error(job, from_failure(failure)).await,
         Ending::Ran(RunOutcome::Trapped(msg)) => error(job, ArcpError::internal(msg)).await,
@@ -130,10 +124,7 @@ pub(super) async fn finish(job: &Job, ending: Ending) -> Outcome {
     }
 }
 
-fn result(
-    final_status: &'static str,
-    value: Option<Box<serde_json::value::RawValue>>,
-) -> ResultPayload {
+fn result(final_status: &'static str, value: Option<Box<RawValue>>) -> ResultPayload {
     ResultPayload {
         final_status,
         result: value,
@@ -181,8 +172,20 @@ fn from_failure(f: Failure) -> ArcpError {
     err
 }
 
-/// A returned result, checked to be JSON and passed on as the plugin wrote it (as
-/// event bodies are), inline if it fits a frame.
+/// A plugin's returned result as the text the runtime sends: parsed, so that it is
+/// JSON within serde_json's nesting limit (128 levels, as for a client's frames),
+/// and written out once, compactly: on one line, which a frame on stdio must be.
+/// The plugin's own text is not passed on as it is, as an event body is: a
+/// pretty-printed result would break a stdio frame, and its nesting is unchecked.
+fn result_text(output: &str) -> Result<Box<RawValue>, String> {
+    let value: Value = serde_json::from_str(output)
+        .map_err(|e| format!("plugin returned a result that is not JSON: {e}"))?;
+    serde_json::value::to_raw_value(&value)
+        .map_err(|e| format!("the plugin's result could not be written out: {e}"))
+}
+
+/// A returned result (see [`result_text`]), inline if it fits a frame, else
+/// streamed by the runtime.
 async fn finish_inline(job: &Job, text: Box<RawValue>) -> Outcome {
     if text.get().len() <= INLINE_RESULT_LIMIT {
         job.send_terminal(
@@ -196,14 +199,9 @@ async fn finish_inline(job: &Job, text: Box<RawValue>) -> Outcome {
             result: Ok(text),
         };
     }
-    let done = Outcome {
-        status: JobStatus::Success,
-        result: Ok(text.clone()),
-    };
-    let text = text.get();
     // Too large for one frame: stream the JSON text as utf8 chunks (spec §8.4).
     let result_id = ids::prefixed("res");
-    let mut rest = text;
+    let mut rest = text.get();
     let mut seq = 0u64;
     while !rest.is_empty() {
         let mut cut = rest.len().min(HOST_CHUNK_BYTES);
@@ -221,12 +219,15 @@ async fn finish_inline(job: &Job, text: Box<RawValue>) -> Outcome {
     }
     let mut payload = result("success", None);
     payload.result_id = Some(result_id);
-    payload.result_size = Some(text.len() as u64);
+    payload.result_size = Some(text.get().len() as u64);
     payload.summary =
         Some("JSON result streamed by the runtime: it was too large for one frame".into());
     job.send_terminal("job.result", payload, JobStatus::Success)
         .await;
-    done
+    Outcome {
+        status: JobStatus::Success,
+        result: Ok(text),
+    }
 }
 
 async fn finish_stream(job: &Job, output: &str, stream: StreamSummary) -> Outcome {
@@ -266,6 +267,26 @@ async fn finish_stream(job: &Job, output: &str, stream: StreamSummary) -> Outcom
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a returned result was passed on as the plugin wrote it, so a
+    /// pretty-printed one put line breaks into its `job.result`, and a frame on
+    /// stdio is one line.
+    #[test]
+    fn a_pretty_printed_result_goes_out_on_one_line() {
+        let pretty = "{\n  \"b\": [1,\r\n 2],\n  \"a\": \"x\"\n}\n";
+        let text = result_text(pretty).unwrap();
+        assert_eq!(text.get(), r#"{"a":"x","b":[1,2]}"#);
+    }
+
+    /// Regression: with the result passed on unparsed, its nesting went unchecked.
+    #[test]
+    fn a_result_nested_past_serde_jsons_limit_is_refused() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let why = result_text(&deep).unwrap_err();
+        assert!(why.contains("recursion limit"), "{why}");
+        let fine = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(result_text(&fine).unwrap().get(), fine);
+    }
 
     #[test]
     fn plugin_codes_outside_the_taxonomy_become_internal_error() {
