@@ -76,15 +76,29 @@ fn envelopes(c: &mut Criterion) {
 }
 
 fn lease_checks(c: &mut Criterion) {
-    let lease = Lease::from_request(
-        json!({
-            "fs.read": ["/docs/**", "/data/*.csv", "/home/*/notes/**"],
-            "net.fetch": ["https://api.example.com/v1/**", "https://*.example.org/**"],
-        })
-        .as_object(),
-    )
-    .expect("a valid lease");
+    let request = json!({
+        "fs.read": ["/docs/**", "/data/*.csv", "/home/*/notes/**"],
+        "net.fetch": ["https://api.example.com/v1/**", "https://*.example.org/**"],
+    });
+    let lease = Lease::from_request(request.as_object()).expect("a valid lease");
     let matcher = LeaseMatcher::new(&lease).expect("compiles");
+    let mut g = c.benchmark_group("lease compile");
+    // Every job compiles its lease when its sandbox is built; most ask for nothing.
+    let empty = Lease::from_request(None).expect("the empty lease");
+    g.bench_function("empty lease", |b| {
+        b.iter(|| LeaseMatcher::new(black_box(&empty)))
+    });
+    g.bench_function("3 fs.read globs + 2 URL patterns", |b| {
+        b.iter(|| LeaseMatcher::new(black_box(&lease)))
+    });
+    let cache = arcp_host::sandbox::MatcherCache::default();
+    g.bench_function("the same lease, cached (MatcherCache::get)", |b| {
+        b.iter(|| cache.get(black_box(&lease)))
+    });
+    g.bench_function("validate the same lease_request (submit)", |b| {
+        b.iter(|| Lease::from_request(black_box(request.as_object())))
+    });
+    g.finish();
     let mut g = c.benchmark_group("lease check");
     g.bench_function("fs.read granted (normalise + 3 globs)", |b| {
         b.iter(|| {

@@ -14,14 +14,15 @@ mod tools;
 use crate::config::Config;
 use crate::credentials::Provisioner;
 use crate::error::{ArcpError, ErrorCode};
+use crate::lease::Budget;
 use crate::lease::{self, Lease};
-use crate::lease::{Budget, LeaseMatcher};
 use crate::plugins::{Plugin, Registry};
 use crate::protocol::{
     AcceptedPayload, CancelPayload, CancelledPayload, Envelope, EventPayload, JobListEntry,
     ListJobsPayload, Outbound, SubmitPayload, SubscribePayload, SubscribedPayload,
     UnsubscribePayload, ids, now_rfc3339,
 };
+use crate::sandbox::MatcherCache;
 use crate::sandbox::{
     Authority, JobInfo, JobSink, JobSpec, ModelGateway, NetClient, RecordGate, Sandbox,
 };
@@ -542,6 +543,8 @@ pub struct JobManager {
     jobs: Mutex<HashMap<String, Arc<Job>>>,
     /// (principal, key) → what was submitted, the job it started, and when.
     idempotency: Mutex<HashMap<(String, String), IdempotencyEntry>>,
+    /// Compiled lease matchers, shared by the jobs that ask for the same lease.
+    matchers: MatcherCache,
 }
 
 impl JobManager {
@@ -569,6 +572,7 @@ impl JobManager {
             credentials,
             jobs: Mutex::new(HashMap::new()),
             idempotency: Mutex::new(HashMap::new()),
+            matchers: MatcherCache::default(),
         }
     }
 
@@ -1096,7 +1100,7 @@ impl JobManager {
             view.clone_from(budget.remaining());
         }
         let authority = Authority {
-            matcher: LeaseMatcher::new(&job.lease)?,
+            matcher: self.matchers.get(&job.lease)?,
             budget,
             budget_view: job.budget_view.clone(),
             expires_at: job

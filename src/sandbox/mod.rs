@@ -18,7 +18,9 @@ mod model;
 mod net;
 mod ticker;
 
-pub use capabilities::{Authority, Delegator, MAX_READ_BYTES, RecordGate, ToolRunner};
+pub use capabilities::{
+    Authority, Delegator, MAX_READ_BYTES, MatcherCache, RecordGate, ToolRunner,
+};
 pub use host::{JobSink, StreamSummary, Usage};
 pub use limits::JobLimiter;
 pub use model::{ModelGateway, ModelPrice};

@@ -48,6 +48,23 @@ pub struct UrlPattern {
 impl UrlPattern {
     /// Parses a pattern; the error says what is wrong.
     pub fn parse(pattern: &str) -> Result<UrlPattern, String> {
+        let (scheme, host, port, path) = Self::globs(pattern)?;
+        Ok(UrlPattern {
+            scheme: scheme.to_owned(),
+            host: host.compile_matcher(),
+            port,
+            path: path.compile_matcher(),
+        })
+    }
+
+    /// Checks a pattern as [`UrlPattern::parse`] does, without compiling its globs
+    /// into matchers (regex work, most of the cost; a submit only validates).
+    pub fn check(pattern: &str) -> Result<(), String> {
+        Self::globs(pattern).map(|_| ())
+    }
+
+    /// A pattern's scheme, host glob, port and path glob.
+    fn globs(pattern: &str) -> Result<(&str, Glob, Option<u16>, Glob), String> {
         let (scheme, rest) = pattern
             .split_once("://")
             .ok_or("expected scheme://host[/path]")?;
@@ -76,19 +93,12 @@ impl UrlPattern {
         let host = GlobBuilder::new(&host.to_ascii_lowercase())
             .literal_separator(false)
             .build()
-            .map_err(|e| e.to_string())?
-            .compile_matcher();
+            .map_err(|e| e.to_string())?;
         let path = GlobBuilder::new(path)
             .literal_separator(true)
             .build()
-            .map_err(|e| e.to_string())?
-            .compile_matcher();
-        Ok(UrlPattern {
-            scheme: scheme.to_owned(),
-            host,
-            port,
-            path,
-        })
+            .map_err(|e| e.to_string())?;
+        Ok((scheme, host, port, path))
     }
 
     /// Whether `url` matches.

@@ -35,7 +35,7 @@ pub const RESERVED_NAMESPACES: [&str; 7] = [
 ];
 
 /// A validated lease: namespace → patterns, in a stable order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Lease {
     grants: BTreeMap<String, Vec<String>>,
 }
@@ -80,7 +80,7 @@ impl Lease {
                     matching::compile_pattern(namespace, p)?;
                 }
                 if namespace == "net.fetch" {
-                    UrlPattern::parse(p).map_err(|why| {
+                    UrlPattern::check(p).map_err(|why| {
                         ArcpError::invalid(format!(
                             "lease_request[\"net.fetch\"]: pattern {p:?}: {why}"
                         ))
