@@ -138,18 +138,29 @@ fn job_id(accepted: &Value) -> String {
 }
 
 /// Sequential echo round trips: submit → terminal, one at a time.
-pub async fn round_trips(url: &str, token: &str, n: usize) -> anyhow::Result<Percentiles> {
+/// With `lease`, every submit carries it as its `lease_request`.
+pub async fn round_trips(
+    url: &str,
+    token: &str,
+    n: usize,
+    lease: Option<&Value>,
+) -> anyhow::Result<Percentiles> {
+    let submit = |input: Value| {
+        let mut payload = json!({"agent": "echo", "input": input});
+        if let Some(lease) = lease {
+            payload["lease_request"] = lease.clone();
+        }
+        payload
+    };
     let mut c = Client::connect(url, token, None).await?;
     for _ in 0..n.min(50) {
-        c.submit(json!({"agent": "echo", "input": {"warm": true}}))
-            .await?;
+        c.submit(submit(json!({"warm": true}))).await?;
         c.terminal().await?;
     }
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
         let t = Instant::now();
-        c.submit(json!({"agent": "echo", "input": {"i": i}}))
-            .await?;
+        c.submit(submit(json!({"i": i}))).await?;
         let done = c.terminal().await?;
         samples.push(t.elapsed());
         anyhow::ensure!(done["type"] == "job.result", "echo failed: {done}");
@@ -219,7 +230,7 @@ pub async fn noisy_neighbours(
     n: usize,
 ) -> anyhow::Result<NeighbourReport> {
     let before = crate::metrics::resident_bytes();
-    let idle = round_trips(url, token, n).await?;
+    let idle = round_trips(url, token, n, None).await?;
     let mut spinning = Client::connect(url, token, None).await?;
     let mut jobs = Vec::with_capacity(spinners);
     for _ in 0..spinners {
@@ -230,7 +241,7 @@ pub async fn noisy_neighbours(
         ));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let loaded = round_trips(url, token, n).await?;
+    let loaded = round_trips(url, token, n, None).await?;
     let during = crate::metrics::resident_bytes();
     for job in &jobs {
         spinning.cancel(job).await?;
@@ -1020,6 +1031,8 @@ pub struct LoadPlan {
     pub sleepers: usize,
     /// How long each sleeps.
     pub sleep_secs: f64,
+    /// A `lease_request` for every submit of the echo round trips.
+    pub lease: Option<Value>,
 }
 
 fn print_phase(phase: Phase) {
@@ -1052,9 +1065,17 @@ pub async fn run_load(
             Ok(Err(e)) => println!("not answered: {e:#}"),
             Err(_) => println!("not answered within 60 s"),
         }
-        println!("\n## echo submit→result round trip over loopback WebSocket ({url})");
+        match &plan.lease {
+            Some(lease) => println!(
+                "\n## echo submit→result round trip over loopback WebSocket ({url}), lease_request {lease}"
+            ),
+            None => println!("\n## echo submit→result round trip over loopback WebSocket ({url})"),
+        }
         let phase = Phase::begin(pid);
-        println!("{}", round_trips(url, token, plan.round_trips).await?);
+        println!(
+            "{}",
+            round_trips(url, token, plan.round_trips, plan.lease.as_ref()).await?
+        );
         print_phase(phase);
     }
     if plan.events > 0 {

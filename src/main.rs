@@ -210,6 +210,10 @@ struct BenchArgs {
     /// The probe plugin for sandbox costs (host call, fuel overhead).
     #[arg(long, default_value = "tests/plugins/hostile@1.0.0.wasm")]
     probe: PathBuf,
+    /// A `lease_request` (a JSON object) that every submit of the echo round trips
+    /// carries, to measure what a lease costs a job.
+    #[arg(long)]
+    lease: Option<String>,
     /// Spinners running beside the echo round trips of the noisy-neighbour run (0
     /// skips it).
     #[arg(long, default_value_t = 100)]
@@ -891,6 +895,10 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         jobs_per_session: args.jobs_per_session,
         sleepers: args.sleepers,
         sleep_secs: args.sleep_secs,
+        lease: match &args.lease {
+            Some(text) => Some(serde_json::from_str(text).context("--lease is not a JSON object")?),
+            None => None,
+        },
     };
     if let Some(url) = &args.url {
         // Another runtime (e.g. the reference Python one): only what any ARCP runtime
@@ -963,7 +971,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let phase = bench::Phase::begin(pid);
         println!(
             "{}",
-            bench::round_trips(&url, &token, args.round_trips).await?
+            bench::round_trips(&url, &token, args.round_trips, plan.lease.as_ref()).await?
         );
         if let Some(line) = phase.end() {
             println!("{line}");

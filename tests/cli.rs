@@ -556,13 +556,18 @@ fn submit_colours_its_text_only_when_asked_or_on_a_terminal() {
 
 /// The load generator (`bench --url`) against a running host: every job of every
 /// session is counted as accepted and succeeded, with its submits written as one
-/// burst per session, and the round trips and the event flood report their figures.
+/// burst per session, and the round trips (each with a lease) and the event flood
+/// report their figures.
 #[test]
 fn bench_counts_every_job_of_every_session_against_a_running_host() {
     let host = common::Host::start(&bundled_plugins(), &[]);
     let out = arcp_host()
         .args(["bench", "--url", &host.url, "--bench-token", common::TOKEN])
         .args(["--round-trips", "5", "--cancels", "0", "--events", "200"])
+        .args([
+            "--lease",
+            r#"{"fs.read": ["/docs/**"], "net.fetch": ["https://*.example.org/**"]}"#,
+        ])
         .args(["--sessions", "4", "--jobs-per-session", "6"])
         .output()
         .unwrap();
@@ -582,5 +587,9 @@ fn bench_counts_every_job_of_every_session_against_a_running_host() {
     );
     assert!(stdout.contains("n=24 p50="), "latency of 24 jobs: {stdout}");
     assert!(stdout.contains("n=5 p50="), "5 round trips: {stdout}");
+    assert!(
+        stdout.contains(r#"lease_request {"fs.read":["/docs/**"]"#),
+        "the round trips' lease: {stdout}"
+    );
     assert!(stdout.contains("events/s"), "event flood: {stdout}");
 }
