@@ -98,15 +98,16 @@ impl Client {
         self.welcome["session_id"].as_str().unwrap_or_default()
     }
 
-    /// Sends one envelope; returns its id.
+    /// Sends one envelope (with whatever [`Client::feed`] queued before it); returns
+    /// its id.
     pub async fn send(
         &mut self,
         kind: &str,
         payload: Value,
         job_id: Option<&str>,
     ) -> anyhow::Result<String> {
-        let (id, text) = self.envelope(kind, payload, job_id);
-        self.ws.send(Message::text(text)).await?;
+        let id = self.feed(kind, payload, job_id).await?;
+        self.flush().await?;
         Ok(id)
     }
 
@@ -120,19 +121,6 @@ impl Client {
         payload: Value,
         job_id: Option<&str>,
     ) -> anyhow::Result<String> {
-        let (id, text) = self.envelope(kind, payload, job_id);
-        self.ws.feed(Message::text(text)).await?;
-        Ok(id)
-    }
-
-    /// Writes whatever [`Client::feed`] queued.
-    pub async fn flush(&mut self) -> anyhow::Result<()> {
-        self.ws.flush().await?;
-        Ok(())
-    }
-
-    /// A new envelope's id and text.
-    fn envelope(&self, kind: &str, payload: Value, job_id: Option<&str>) -> (String, String) {
         let id = ids::envelope_id();
         let mut env = json!({"arcp": "1.1", "id": id, "type": kind, "payload": payload});
         if let Some(sid) = self.welcome["session_id"].as_str() {
@@ -141,7 +129,14 @@ impl Client {
         if let Some(j) = job_id {
             env["job_id"] = j.into();
         }
-        (id, env.to_string())
+        self.ws.feed(Message::text(env.to_string())).await?;
+        Ok(id)
+    }
+
+    /// Writes whatever [`Client::feed`] queued.
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.ws.flush().await?;
+        Ok(())
     }
 
     /// The next text message from the runtime (an error once it has closed).
