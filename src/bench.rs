@@ -1065,12 +1065,12 @@ pub async fn run_load(
             Ok(Err(e)) => println!("not answered: {e:#}"),
             Err(_) => println!("not answered within 60 s"),
         }
-        match &plan.lease {
-            Some(lease) => println!(
-                "\n## echo submit→result round trip over loopback WebSocket ({url}), lease_request {lease}"
-            ),
-            None => println!("\n## echo submit→result round trip over loopback WebSocket ({url})"),
-        }
+        let lease = plan
+            .lease
+            .as_ref()
+            .map(|l| format!(", lease_request {l}"))
+            .unwrap_or_default();
+        println!("\n## echo submit→result round trip over loopback WebSocket ({url}){lease}");
         let phase = Phase::begin(pid);
         println!(
             "{}",

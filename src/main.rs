@@ -896,7 +896,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         sleepers: args.sleepers,
         sleep_secs: args.sleep_secs,
         lease: match &args.lease {
-            Some(text) => Some(serde_json::from_str(text).context("--lease is not a JSON object")?),
+            Some(text) => Some(serde_json::from_str(text).context("--lease is not JSON")?),
             None => None,
         },
     };

@@ -1230,13 +1230,13 @@ impl JobManager {
                         let outcome = terminal::Ending::Ran(
                             crate::sandbox::RunOutcome::InstantiationFailed(why),
                         );
-                        return Box::pin(self.conclude(job, outcome, None)).await;
+                        return self.conclude(job, outcome, None).await;
                     }
                     Err(e) => {
                         let outcome = terminal::Ending::Ran(
                             crate::sandbox::RunOutcome::InstantiationFailed(e.to_string()),
                         );
-                        return Box::pin(self.conclude(job, outcome, None)).await;
+                        return self.conclude(job, outcome, None).await;
                     }
                 }
             }
@@ -1244,12 +1244,12 @@ impl JobManager {
         let agent = fuel_agent.as_ref().unwrap_or(&plugin.agent);
         let mut finished = None;
         let ending = {
-            // The run, its acknowledgement and the conclusion are boxed when they
-            // start rather than held inline: a task is as large as its largest
-            // state, so a job waiting for its first turn (thousands at once in a
-            // burst) carried all three untouched, 7.1 KiB that a burst page-faults
-            // in. Boxed, the task is 1.9 KiB, and the boxes of the few jobs running
-            // at a time are freed and reused (BENCHMARKS.md).
+            // The run and its acknowledgement are boxed when they start, as
+            // `conclude` boxes itself, rather than held inline: a task is as large
+            // as its largest state, so a job waiting for its first turn (thousands
+            // at once in a burst) carried all three untouched, 7.1 KiB that a burst
+            // page-faults in. Boxed, it is under 2 KiB, and the boxes of the few
+            // jobs running at a time are freed and reused (BENCHMARKS.md).
             let mut run = Box::pin(self.sandbox.run_holding(agent, spec, sink));
             // The first slice runs before the job is acknowledged (see
             // `Job::hold_acceptance`); a job that ended in it is acknowledged with
@@ -1318,14 +1318,27 @@ impl JobManager {
             }
             (ending, _) => ending,
         };
-        Box::pin(self.conclude(job, ending, finished)).await;
+        self.conclude(job, ending, finished).await;
     }
 
     /// Sends a job's terminal message and records how it ended. A job that ran to
     /// its end hands over its `finished` instance, released once the terminal
     /// message is on its way rather than before: resetting it would delay the
     /// result, and nothing of the guest runs any more.
-    async fn conclude(
+    ///
+    /// Boxed: held inline, its 3.4 KiB state would make every job's task that
+    /// much larger from its spawn on (see `drive`).
+    fn conclude(
+        &self,
+        job: Arc<Job>,
+        ending: terminal::Ending,
+        finished: Option<crate::sandbox::Finished>,
+    ) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.conclude_inline(job, ending, finished))
+    }
+
+    /// [`JobManager::conclude`]'s work, unboxed.
+    async fn conclude_inline(
         &self,
         job: Arc<Job>,
         ending: terminal::Ending,

@@ -180,8 +180,7 @@ fn from_failure(f: Failure) -> ArcpError {
 fn result_text(output: &str) -> Result<Box<RawValue>, String> {
     let value: Value = serde_json::from_str(output)
         .map_err(|e| format!("plugin returned a result that is not JSON: {e}"))?;
-    serde_json::value::to_raw_value(&value)
-        .map_err(|e| format!("the plugin's result could not be written out: {e}"))
+    Ok(crate::protocol::raw_payload(&value))
 }
 
 /// A returned result (see [`result_text`]), inline if it fits a frame, else
