@@ -28,6 +28,7 @@
 
 mod memory;
 mod sqlite;
+mod wal_vfs;
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;

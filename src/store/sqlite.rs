@@ -218,7 +218,13 @@ impl SqliteStore {
         })?;
         let path = dir.join("arcp.db");
         let named = |e: rusqlite::Error| StoreError::Io(format!("store {}: {e}", path.display()));
-        let mut writer = Connection::open(&path).map_err(named)?;
+        // Every connection goes through the VFS that writes a commit's log frames at
+        // once (`wal_vfs`); its files are the default VFS's, so any other connection
+        // to the same file (a test's, the sqlite3 shell's) shares their locks.
+        let vfs = super::wal_vfs::register().map_err(StoreError::Io)?;
+        let connect =
+            || Connection::open_with_flags_and_vfs(&path, rusqlite::OpenFlags::default(), vfs);
+        let mut writer = connect().map_err(named)?;
         writer.execute_batch(SCHEMA).map_err(named)?;
         migrate(&mut writer).map_err(named)?;
         // Refuse a file that cannot be written now rather than at the first job.
@@ -235,7 +241,7 @@ impl SqliteStore {
         writer
             .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")
             .map_err(named)?;
-        let checkpointer = Connection::open(&path).map_err(named)?;
+        let checkpointer = connect().map_err(named)?;
         checkpointer
             .busy_timeout(std::time::Duration::from_secs(2))
             .map_err(named)?;
@@ -245,7 +251,7 @@ impl SqliteStore {
             .name("arcp-store-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpointer, wal_restart_bytes, stop))
             .map_err(|e| StoreError::Io(format!("starting the store checkpointer: {e}")))?;
-        let reader = Connection::open(&path).map_err(named)?;
+        let reader = connect().map_err(named)?;
         let (tx, rx) = mpsc::channel();
         let settled = watch::channel(0).0;
         let failure = Arc::new(Mutex::new(None));
