@@ -54,18 +54,10 @@ impl Delegator for ChildJobs {
                     ),
                 )
                 .await;
-            let mut outcome = child.outcome.subscribe();
-            let ended = outcome
-                .wait_for(Option::is_some)
-                .await
-                .map_err(|_| to_failure(ArcpError::internal("the child job vanished")))?
-                .clone();
-            match ended.map(|o| o.result) {
-                Some(Ok(text)) => Ok(text.get().to_owned()),
-                Some(Err(e)) => Err(to_failure(e)),
-                None => Err(to_failure(ArcpError::internal(
-                    "the child job ended without an outcome",
-                ))),
+            let ended = child.outcome.wait_for(Option::clone).await;
+            match ended.result {
+                Ok(text) => Ok(text.get().to_owned()),
+                Err(e) => Err(to_failure(e)),
             }
         })
     }
@@ -101,7 +93,7 @@ impl JobManager {
             parent_job_id: Some(parent.id.to_string()),
             credentials: Vec::new(),
         };
-        let (child, cancel_rx) = Job::new(
+        let child = Job::new(
             &parent.principal,
             lease,
             accepted,
@@ -120,7 +112,7 @@ impl JobManager {
         self.register(&child);
         self.store.put_job(child.record());
         // Its record is not waited for: it acts under its parent's, already stored.
-        self.launch(child.clone(), plugin, input, cancel_rx, max_runtime, None)?;
+        self.launch(child.clone(), plugin, input, max_runtime, None)?;
         Ok(child)
     }
 }

@@ -8,6 +8,7 @@
 //! a connection or the wire format beyond building payloads.
 
 mod delegate;
+mod signal;
 mod terminal;
 mod tools;
 
@@ -30,13 +31,13 @@ use crate::session::Outbox;
 use crate::store::{JobRecord, OutstandingCredential, Store};
 use futures_util::future::OptionFuture;
 use serde_json::Value;
+use signal::Signal;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
 use tracing::Instrument as _;
 
 /// Longest cancel reason echoed in `job.cancelled`, in bytes.
@@ -115,7 +116,7 @@ pub struct Job {
     /// Outboxes of sessions subscribed to this job (spec §7.6).
     subscribers: tokio::sync::Mutex<Vec<Arc<Outbox>>>,
     /// How it ended, once it has (a delegating parent waits on this).
-    outcome: watch::Sender<Option<terminal::Outcome>>,
+    outcome: Signal<Option<terminal::Outcome>>,
     /// Jobs delegated by this one.
     children: Mutex<Vec<String>>,
     /// The lease's expiry, inherited by children.
@@ -132,27 +133,26 @@ pub struct Job {
     slot: Mutex<Option<RunningSlot>>,
     /// The budget's current remaining amounts (the sandbox updates it).
     budget_view: Arc<std::sync::Mutex<BTreeMap<String, rust_decimal::Decimal>>>,
-    cancel: watch::Sender<bool>,
+    /// Set to stop it (its run waits on this beside the guest).
+    cancel: Signal<bool>,
     /// Its `job.accepted` while held back (see [`Job::hold_acceptance`]).
     held_acceptance: Mutex<Option<Outbound>>,
     /// The store ticket of its record's first write once queued (`None` before;
     /// an in-memory store's tickets are all 0): what its authority-bearing calls
     /// wait for ([`record_gate`]).
-    record_queued: watch::Sender<Option<crate::store::Ticket>>,
+    record_queued: Signal<Option<crate::store::Ticket>>,
 }
 
 impl Job {
-    /// A pending job; its id, agent and trace id are the accepted payload's. Returns
-    /// the receiver its run watches for cancellation.
+    /// A pending job; its id, agent and trace id are the accepted payload's.
     fn new(
         principal: &str,
         lease: Lease,
         accepted: AcceptedPayload,
         outbox: Arc<Outbox>,
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> (Arc<Job>, watch::Receiver<bool>) {
-        let (cancel, cancel_rx) = watch::channel(false);
-        let job = Job {
+    ) -> Arc<Job> {
+        Arc::new(Job {
             id: accepted.job_id.as_str().into(),
             principal: principal.to_owned(),
             agent: accepted.agent.clone(),
@@ -163,7 +163,7 @@ impl Job {
             status: Mutex::new(JobStatus::Pending),
             last_event_seq: Mutex::new(None),
             subscribers: tokio::sync::Mutex::new(Vec::new()),
-            outcome: watch::channel(None).0,
+            outcome: Signal::new(None),
             children: Mutex::new(Vec::new()),
             expires_at,
             budget_view: Default::default(),
@@ -172,11 +172,10 @@ impl Job {
             store_failure: Mutex::new(None),
             slot: Mutex::new(None),
             started: std::time::Instant::now(),
-            cancel,
+            cancel: Signal::new(false),
             held_acceptance: Mutex::new(None),
-            record_queued: watch::channel(None).0,
-        };
-        (Arc::new(job), cancel_rx)
+            record_queued: Signal::new(None),
+        })
     }
 
     /// The budget as of now, in the accepted form (`{"USD": "USD:4.10"}`): the
@@ -285,7 +284,7 @@ impl Job {
                 .outbox
                 .send_acknowledging(accepted, self.record_with(subscribers))
                 .await;
-            self.record_queued.send_replace(Some(ticket));
+            self.record_queued.replace(Some(ticket));
         }
     }
 
@@ -407,18 +406,10 @@ fn effective_lease(plugin: &Plugin, requested: &Lease) -> Result<Lease, ArcpErro
 /// ticket `key`, 0 for none) and its record committed, the record once queued
 /// (`record_queued`, which a held acknowledgement sets when it goes: the call's
 /// wait is what releases it, see [`Job::hold_acceptance`]).
-fn record_gate(
-    store: Arc<dyn Store>,
-    key: crate::store::Ticket,
-    mut record_queued: watch::Receiver<Option<crate::store::Ticket>>,
-) -> RecordGate {
+fn record_gate(store: Arc<dyn Store>, key: crate::store::Ticket, job: Arc<Job>) -> RecordGate {
     use futures_util::FutureExt as _;
     async move {
-        let record = record_queued
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| "the job ended before its record was written".to_owned())?
-            .unwrap_or_default();
+        let record = job.record_queued.wait_for(|queued| *queued).await;
         for ticket in [key, record] {
             crate::store::committed(store.as_ref(), ticket)
                 .await
@@ -452,7 +443,7 @@ impl JobSink for EventRoute {
                 && failure.is_none()
             {
                 *failure = Some(e.to_string());
-                self.job.cancel.send_replace(true);
+                self.job.cancel.replace(true);
             }
         })
     }
@@ -733,7 +724,7 @@ impl JobManager {
             .and_then(|c| c.expires_at.as_deref())
             .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
             .map(|at| at.with_timezone(&chrono::Utc));
-        let (job, _cancel) = Job::new(&record.principal, lease, accepted, outbox, expires_at);
+        let job = Job::new(&record.principal, lease, accepted, outbox, expires_at);
         self.register(&job);
         match JobStatus::parse(&record.status) {
             Some(status) if status.is_terminal() => {
@@ -965,7 +956,7 @@ impl JobManager {
             parent_job_id: req.parent_job_id.clone(),
             credentials: minted.iter().map(|m| m.wire.clone()).collect(),
         };
-        let (job, cancel_rx) = Job::new(
+        let job = Job::new(
             principal,
             lease,
             accepted.clone(),
@@ -1060,16 +1051,11 @@ impl JobManager {
         job.set_status(JobStatus::Running);
         // Unsequenced, so not stored itself: it waits for the job's record instead.
         job.hold_acceptance(msg);
-        let gate = record_gate(
-            self.store.clone(),
-            key_written,
-            job.record_queued.subscribe(),
-        );
+        let gate = record_gate(self.store.clone(), key_written, job.clone());
         self.launch(
             job,
             plugin,
             req.input.unwrap_or(Value::Null),
-            cancel_rx,
             max_runtime,
             Some(gate),
         )?;
@@ -1084,7 +1070,6 @@ impl JobManager {
         job: Arc<Job>,
         plugin: Arc<Plugin>,
         input: Value,
-        cancel_rx: watch::Receiver<bool>,
         max_runtime: Duration,
         recorded: Option<RecordGate>,
     ) -> Result<(), ArcpError> {
@@ -1149,7 +1134,7 @@ impl JobManager {
         let span = crate::telemetry::job_span(&job.id, &job.agent, &job.trace_id);
         tokio::spawn(
             manager
-                .drive(job, plugin, spec, cancel_rx, max_runtime, lease_deadline)
+                .drive(job, plugin, spec, max_runtime, lease_deadline)
                 .instrument(span),
         );
         Ok(())
@@ -1196,7 +1181,6 @@ impl JobManager {
         job: Arc<Job>,
         plugin: Arc<Plugin>,
         spec: JobSpec,
-        mut cancel_rx: watch::Receiver<bool>,
         max_runtime: Duration,
         lease_deadline: Option<tokio::time::Instant>,
     ) {
@@ -1285,7 +1269,7 @@ impl JobManager {
                     finished = spent;
                     terminal::Ending::Ran(outcome)
                 }
-                _ = cancel_rx.wait_for(|c| *c) => {
+                () = job.cancel.wait_for(|cancelled| cancelled.then_some(())) => {
                     // A delegated child inherits its parent's expiry, and a parent
                     // that ends cancels its children: when both expire at once the
                     // child is cancelled by a parent whose lease expired. Its own
@@ -1357,7 +1341,7 @@ impl JobManager {
         }
         drop(finished);
         let status = outcome.status;
-        job.outcome.send_replace(Some(outcome));
+        job.outcome.replace(Some(outcome));
         let labels = crate::metrics::JobLabels {
             agent: job.agent.clone(),
             state: status.as_str().into(),
@@ -1384,7 +1368,7 @@ impl JobManager {
         // Ending a parent ends its children (spec §10).
         let children = job.children.lock().map(|c| c.clone()).unwrap_or_default();
         for child in children.iter().filter_map(|id| self.get(id)) {
-            child.cancel.send_replace(true);
+            child.cancel.replace(true);
         }
         tracing::info!(job_id = %job.id, status = status.as_str(), "job ended");
     }
@@ -1416,7 +1400,7 @@ impl JobManager {
         if job.status().is_terminal() {
             return Ok(()); // Cancelling a finished job is a no-op (spec §7.4).
         }
-        if job.cancel.send_replace(true) {
+        if job.cancel.replace(true) {
             return Ok(()); // Already cancelling.
         }
         // Its `job.accepted` first, if its first slice is still holding it back.
