@@ -461,16 +461,29 @@ mod tests {
         }
     }
 
-    fn insert(conn: &Connection, from: i64, rows: i64, len: usize) {
-        let txn = conn.unchecked_transaction().unwrap();
+    /// Rows `from..from + rows` with values of about `len` bytes, in the open
+    /// transaction of `conn` (or one of their own).
+    fn add_rows(conn: &Connection, from: i64, rows: i64, len: usize) {
         for k in from..from + rows {
-            txn.execute(
+            conn.execute(
                 "INSERT INTO t (k, v) VALUES (?1, ?2)",
                 rusqlite::params![k, format!("{k:08}{}", "x".repeat(len))],
             )
             .unwrap();
         }
+    }
+
+    fn insert(conn: &Connection, from: i64, rows: i64, len: usize) {
+        let txn = conn.unchecked_transaction().unwrap();
+        add_rows(&txn, from, rows, len);
         txn.commit().unwrap();
+    }
+
+    fn assert_intact(conn: &Connection) {
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
     }
 
     /// A copy of the database and its log as they are on disk now, opened the way
@@ -521,10 +534,7 @@ mod tests {
         }
         let copy = as_after_a_crash(dir.path());
         assert_eq!(rows(&copy), 3 + 2_000 + 250);
-        let check: String = copy
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
+        assert_intact(&copy);
     }
 
     #[test]
@@ -547,13 +557,7 @@ mod tests {
         txn.commit().unwrap();
         // One that rolls back after spilling, then one more.
         let txn = conn.unchecked_transaction().unwrap();
-        for k in 1_000..1_300 {
-            txn.execute(
-                "INSERT INTO t (k, v) VALUES (?1, ?2)",
-                rusqlite::params![k, "z".repeat(300)],
-            )
-            .unwrap();
-        }
+        add_rows(&txn, 1_000, 300, 300);
         txn.rollback().unwrap();
         insert(&conn, 2_000, 20, 50);
 
@@ -563,10 +567,7 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM t WHERE v LIKE '%y'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(updated, 500);
-        let check: String = copy
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
+        assert_intact(&copy);
     }
 
     #[test]
@@ -586,22 +587,13 @@ mod tests {
             .unwrap();
         a.execute_batch("PRAGMA cache_size = 5").unwrap();
         let txn = a.unchecked_transaction().unwrap();
-        for k in 100..160 {
-            txn.execute(
-                "INSERT INTO t (k, v) VALUES (?1, ?2)",
-                rusqlite::params![k, "a".repeat(200)],
-            )
-            .unwrap();
-        }
+        add_rows(&txn, 100, 60, 200);
         txn.rollback().unwrap();
         insert(&b, 1_000, 60, 200);
         assert_eq!(rows(&a), 70);
         let copy = as_after_a_crash(dir.path());
         assert_eq!(rows(&copy), 70);
-        let check: String = copy
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
+        assert_intact(&copy);
     }
 
     #[test]
