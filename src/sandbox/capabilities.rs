@@ -123,11 +123,16 @@ impl MatcherCache {
 impl Authority {
     /// An authority that grants nothing (tools run with it).
     pub fn none() -> Authority {
+        // Compiled once, not for each tool run.
+        static GRANTS_NOTHING: std::sync::LazyLock<Arc<LeaseMatcher>> =
+            std::sync::LazyLock::new(|| {
+                Arc::new(
+                    LeaseMatcher::new(&crate::lease::Lease::default())
+                        .unwrap_or_else(|_| unreachable!("the empty lease compiles")),
+                )
+            });
         Authority {
-            matcher: Arc::new(
-                LeaseMatcher::new(&crate::lease::Lease::default())
-                    .unwrap_or_else(|_| unreachable!("the empty lease compiles")),
-            ),
+            matcher: GRANTS_NOTHING.clone(),
             budget: Budget::default(),
             expires_at: None,
             workspace: None,

@@ -210,7 +210,43 @@ unsafe fn parts<'a>(
     }
 }
 
-/// Writes what is gathered, if anything, and forgets it whatever the outcome.
+/// The default VFS's write method.
+type InnerWrite = unsafe extern "C" fn(*mut ffi::sqlite3_file, *const c_void, c_int, i64) -> c_int;
+
+impl Gathered {
+    /// Writes what is gathered, if anything, through `inner_write` to `inner`, and
+    /// forgets it whatever the outcome.
+    ///
+    /// # Safety
+    /// `inner` is the log's file in the default VFS and `inner_write` its write
+    /// method.
+    unsafe fn write_out(
+        &mut self,
+        inner: *mut ffi::sqlite3_file,
+        inner_write: InnerWrite,
+    ) -> c_int {
+        let mut rc = ffi::SQLITE_OK;
+        let mut at = self.offset;
+        for piece in self.bytes.chunks(MAX_WRITE) {
+            // A piece is at most MAX_WRITE bytes: both casts are exact.
+            // SAFETY: per the contract, `piece.len()` readable bytes.
+            rc = unsafe { inner_write(inner, piece.as_ptr().cast(), piece.len() as c_int, at) };
+            #[cfg(test)]
+            {
+                self.written += 1;
+            }
+            if rc != ffi::SQLITE_OK {
+                break;
+            }
+            at += piece.len() as i64;
+        }
+        self.bytes.clear();
+        self.commit_next = false;
+        rc
+    }
+}
+
+/// Writes what the log `file` has gathered, if anything (see [`Gathered::write_out`]).
 ///
 /// # Safety
 /// As [`parts`].
@@ -218,32 +254,12 @@ unsafe fn write_gathered(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: per the contract.
     unsafe {
         let (shim, inner, methods) = parts(file);
-        let Some(log) = shim.log.as_deref_mut() else {
-            return ffi::SQLITE_OK;
-        };
-        if log.bytes.is_empty() {
-            return ffi::SQLITE_OK;
+        match (shim.log.as_deref_mut(), methods.xWrite) {
+            (Some(log), _) if log.bytes.is_empty() => ffi::SQLITE_OK,
+            (Some(log), Some(inner_write)) => log.write_out(inner, inner_write),
+            (Some(_), None) => ffi::SQLITE_IOERR_WRITE,
+            (None, _) => ffi::SQLITE_OK,
         }
-        let Some(inner_write) = methods.xWrite else {
-            return ffi::SQLITE_IOERR_WRITE;
-        };
-        let mut rc = ffi::SQLITE_OK;
-        let mut at = log.offset;
-        for piece in log.bytes.chunks(MAX_WRITE) {
-            // A piece is at most MAX_WRITE bytes: both casts are exact.
-            rc = inner_write(inner, piece.as_ptr().cast(), piece.len() as c_int, at);
-            #[cfg(test)]
-            {
-                log.written += 1;
-            }
-            if rc != ffi::SQLITE_OK {
-                break;
-            }
-            at += piece.len() as i64;
-        }
-        log.bytes.clear();
-        log.commit_next = false;
-        rc
     }
 }
 
@@ -272,15 +288,11 @@ unsafe extern "C" fn write(
         let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len);
         let follows = i64::try_from(log.bytes.len()).is_ok_and(|n| log.offset + n == offset);
         if !log.bytes.is_empty() && !follows {
-            let rc = write_gathered(file);
+            let rc = log.write_out(inner, inner_write);
             if rc != ffi::SQLITE_OK {
                 return rc;
             }
         }
-        let (shim, ..) = parts(file);
-        let Some(log) = shim.log.as_deref_mut() else {
-            return ffi::SQLITE_IOERR_WRITE;
-        };
         let frame_header = len == FRAME_HEADER;
         if log.bytes.is_empty() {
             let starts_run =
@@ -296,7 +308,7 @@ unsafe extern "C" fn write(
             return ffi::SQLITE_OK;
         }
         if log.commit_next || log.bytes.len() >= MAX_GATHERED {
-            return write_gathered(file);
+            return log.write_out(inner, inner_write);
         }
         ffi::SQLITE_OK
     }
