@@ -106,8 +106,13 @@ async def crash_and_resume(request, host, client, before: Recording, job_id: str
     `event_seq` it received, and waits for the job's terminal. Returns the new host,
     the frames of the session before and after the crash."""
     host.crash()
-    seen = client.latest_event_seq  # everything the client got before the kill
     await client._transport.close()
+    # Frames that were in the socket when the host died are still read after the
+    # kill: wait until the client has read all it will, so that `seen` is the last
+    # frame it got (taken before, it could lag the recording, and the replay from it
+    # then repeated what the client had already read).
+    await asyncio.wait_for(client._read_task, 5)
+    seen = client.latest_event_seq  # everything the client got before the kill
     host = start_host(data=host.data)
     request.addfinalizer(lambda: host.proc.kill())
     # Whatever the client saw was stored before it was sent: resuming from it is
