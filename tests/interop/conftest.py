@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -14,6 +15,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "interop-token"
+
+# Folders the suite made, removed when the session ends: every host that used them has
+# been terminated or killed by then (fixture teardown and test finalizers run first).
+_SCRATCH: list[str] = []
+
+
+def scratch_dir(prefix: str) -> str:
+    """A fresh folder under the system's temp dir, removed at the end of the run."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    _SCRATCH.append(path)
+    return path
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for path in _SCRATCH:
+        # A killed host may still be closing its files: what it leaves is not ours to fail on.
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class Host:
@@ -34,7 +52,7 @@ class Host:
 def start_host(*extra: str, data: str | None = None) -> Host:
     """Starts the binary; `data` reuses a data folder (a restart after a crash)."""
     binary = os.environ.get("ARCP_HOST_BIN") or str(ROOT / "target" / "debug" / "arcp-host")
-    data = data or tempfile.mkdtemp(prefix="arcp-interop-")
+    data = data or scratch_dir("arcp-interop-")
     proc = subprocess.Popen(
         [
             binary,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import time
 
 import arcp
@@ -20,7 +19,7 @@ import pytest
 from arcp import ClientInfo, WebSocketTransport
 from arcp.client import ARCPClient
 
-from conftest import TOKEN, start_host
+from conftest import TOKEN, scratch_dir, start_host
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -219,7 +218,7 @@ async def test_killed_between_submit_and_accept_a_resubmit_never_starts_a_second
 
 
 async def test_killed_during_a_sweep_every_job_left_is_whole(request):
-    config = os.path.join(tempfile.mkdtemp(prefix="arcp-crash-"), "arcp-host.toml")
+    config = os.path.join(scratch_dir("arcp-crash-"), "arcp-host.toml")
     with open(config, "w") as f:
         f.write("resume_window_sec = 1\n[retention]\njobs_sec = 1\nsweep_interval_sec = 1\n")
     host = start_host("--config", config)
