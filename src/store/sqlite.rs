@@ -608,18 +608,18 @@ fn commit(
     run.bytes = 0;
     // Cached statements rather than rusqlite's `Transaction`, which runs "BEGIN
     // DEFERRED" and "COMMIT" through `execute_batch` and so parses both again for
-    // every batch: 9 % of the writer's samples over sequential echo jobs, on the
-    // path of every answer that waits for its commit.
-    conn.prepare_cached("BEGIN")?.execute([])?;
-    let applied =
-        apply(conn, batch, run).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop));
+    // every batch: a tenth of the writer's samples over sequential echo jobs, on
+    // the path of every answer that waits for its commit.
+    let execute = |sql: &str| conn.prepare_cached(sql)?.execute([]).map(drop);
+    let applied = execute("BEGIN")
+        .and_then(|()| apply(conn, batch, run))
+        .and_then(|()| execute("COMMIT"));
     // A failed COMMIT may leave the transaction open (SQLITE_BUSY), or SQLite may
-    // have rolled it back already (SQLITE_FULL): roll back whatever is still open.
+    // have rolled it back already (SQLITE_FULL): roll back whatever is still open,
+    // so that the next batch's BEGIN finds none.
     if applied.is_err()
         && !conn.is_autocommit()
-        && let Err(e) = conn
-            .prepare_cached("ROLLBACK")
-            .and_then(|mut s| s.execute([]))
+        && let Err(e) = execute("ROLLBACK")
     {
         tracing::error!(error = %e, "store rollback failed");
     }
@@ -1115,6 +1115,27 @@ mod tests {
         side.execute_batch("DROP TRIGGER full_disk").unwrap();
         assert!(store.probe().is_ok());
         assert!(store.health().is_ok());
+    }
+
+    /// Regression: a transaction left open (by a failed COMMIT whose ROLLBACK failed
+    /// too) made every later batch's BEGIN fail, so the store never wrote again. A
+    /// batch whose BEGIN fails rolls back what is open; the next batch commits.
+    #[test]
+    fn a_transaction_left_open_is_rolled_back_and_the_next_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("arcp.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        migrate(&mut conn).unwrap();
+        conn.execute_batch("BEGIN").unwrap();
+        let batch = |seq| [(0, Write::Event(event("sess_x", seq, None)))].into_iter();
+        let mut run = Run::default();
+        assert!(commit(&conn, batch(1), &mut run).is_err());
+        assert!(conn.is_autocommit(), "the open transaction was left open");
+        commit(&conn, batch(2), &mut run).unwrap();
+        let stored: i64 = conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 1);
     }
 
     /// Regression: forgetting a session read every recorded job, so that a
