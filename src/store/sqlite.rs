@@ -610,20 +610,25 @@ fn commit(
     // DEFERRED" and "COMMIT" through `execute_batch` and so parses both again for
     // every batch: a tenth of the writer's samples over sequential echo jobs, on
     // the path of every answer that waits for its commit.
-    let execute = |sql: &str| conn.prepare_cached(sql)?.execute([]).map(drop);
-    let applied = execute("BEGIN")
+    let applied = exec(conn, "BEGIN", [])
         .and_then(|()| apply(conn, batch, run))
-        .and_then(|()| execute("COMMIT"));
+        .and_then(|()| exec(conn, "COMMIT", []));
     // A failed COMMIT may leave the transaction open (SQLITE_BUSY), or SQLite may
     // have rolled it back already (SQLITE_FULL): roll back whatever is still open,
     // so that the next batch's BEGIN finds none.
     if applied.is_err()
         && !conn.is_autocommit()
-        && let Err(e) = execute("ROLLBACK")
+        && let Err(e) = exec(conn, "ROLLBACK", [])
     {
         tracing::error!(error = %e, "store rollback failed");
     }
     applied
+}
+
+/// Runs `sql` once as a cached statement of the writer's connection, which runs the
+/// same few statements batch after batch: prepared once, not parsed again for each.
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute(params).map(drop)
 }
 
 /// The writes of one batch, inside the transaction `commit` opened.
@@ -678,42 +683,51 @@ fn apply(
                 put_job(j)?;
             }
             Write::JobGone(id) => {
-                txn.execute("DELETE FROM jobs WHERE job_id = ?1", params![id])?;
-                txn.execute(DELETE_JOB_EVENTS, params![id])?;
+                exec(txn, "DELETE FROM jobs WHERE job_id = ?1", params![id])?;
+                exec(txn, DELETE_JOB_EVENTS, params![id])?;
             }
             Write::Credential(c) => {
-                txn.execute(
+                exec(
+                    txn,
                     "INSERT OR REPLACE INTO credentials (id, job_id, handle) VALUES (?1, ?2, ?3)",
                     params![c.id, c.job_id, c.handle],
                 )?;
             }
             Write::Session(r) => {
-                txn.execute(
+                exec(
+                    txn,
                     "INSERT OR REPLACE INTO sessions (session_id, principal, features, token_hash) VALUES (?1, ?2, ?3, ?4)",
                     params![r.session_id, r.principal, r.features, r.token_hash],
                 )?;
             }
             Write::SessionGone(id) => {
-                txn.execute("DELETE FROM sessions WHERE session_id = ?1", params![id])?;
-                txn.execute(DELETE_SESSION_EVENTS, params![id])?;
+                exec(
+                    txn,
+                    "DELETE FROM sessions WHERE session_id = ?1",
+                    params![id],
+                )?;
+                exec(txn, DELETE_SESSION_EVENTS, params![id])?;
             }
             Write::Key(k) => {
-                txn.execute(
+                exec(
+                    txn,
                     "INSERT OR REPLACE INTO idempotency (principal, key, fingerprint, job_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![k.principal, k.key, k.fingerprint, k.job_id, k.created_at],
                 )?;
             }
             Write::KeyGone(principal, key) => {
-                txn.execute(
+                exec(
+                    txn,
                     "DELETE FROM idempotency WHERE principal = ?1 AND key = ?2",
                     params![principal, key],
                 )?;
             }
             Write::Revoked(id) => {
-                txn.execute("DELETE FROM credentials WHERE id = ?1", params![id])?;
+                exec(txn, "DELETE FROM credentials WHERE id = ?1", params![id])?;
             }
             Write::Probe => {
-                txn.execute(
+                exec(
+                    txn,
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?1)",
                     params![chrono::Utc::now().to_rfc3339()],
                 )?;
