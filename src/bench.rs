@@ -68,8 +68,8 @@ struct Discard;
 impl JobSink for Discard {
     fn emit(
         &self,
-        _kind: String,
-        _body: Box<serde_json::value::RawValue>,
+        _kind: std::borrow::Cow<'static, str>,
+        _body: crate::protocol::EventBody,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async {})
     }
@@ -284,8 +284,8 @@ struct Counter(std::sync::atomic::AtomicU64);
 impl JobSink for Counter {
     fn emit(
         &self,
-        _kind: String,
-        _body: Box<serde_json::value::RawValue>,
+        _kind: std::borrow::Cow<'static, str>,
+        _body: crate::protocol::EventBody,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Box::pin(async {})

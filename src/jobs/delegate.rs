@@ -7,7 +7,7 @@
 use super::{Job, JobManager};
 use crate::error::ArcpError;
 use crate::lease::Lease;
-use crate::protocol::{AcceptedPayload, ids, now_rfc3339};
+use crate::protocol::{AcceptedPayload, EventBody, ids, now_rfc3339};
 use crate::sandbox::{Delegator, Failure};
 use serde_json::{Value, json};
 use std::future::Future;
@@ -48,10 +48,10 @@ impl Delegator for ChildJobs {
                 .map_err(to_failure)?;
             parent
                 .event(
-                    "delegate".to_owned(),
-                    crate::protocol::raw_payload(
+                    "delegate".into(),
+                    EventBody::Json(crate::protocol::raw_payload(
                         &json!({"child_job_id": child.id, "agent": child.agent}),
-                    ),
+                    )),
                 )
                 .await;
             let ended = child.outcome.wait_for(Option::clone).await;

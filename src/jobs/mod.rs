@@ -19,8 +19,8 @@ use crate::lease::Budget;
 use crate::lease::{self, Lease};
 use crate::plugins::{Plugin, Registry};
 use crate::protocol::{
-    AcceptedPayload, CancelPayload, CancelledPayload, Envelope, EventPayload, JobListEntry,
-    ListJobsPayload, Outbound, SubmitPayload, SubscribePayload, SubscribedPayload,
+    AcceptedPayload, CancelPayload, CancelledPayload, Envelope, EventBody, EventPayload,
+    JobListEntry, ListJobsPayload, Outbound, SubmitPayload, SubscribePayload, SubscribedPayload,
     UnsubscribePayload, ids, now_rfc3339,
 };
 use crate::sandbox::MatcherCache;
@@ -32,6 +32,7 @@ use crate::store::{JobRecord, OutstandingCredential, Store};
 use futures_util::future::OptionFuture;
 use serde_json::Value;
 use signal::Signal;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -298,8 +299,8 @@ impl Job {
     ///
     /// The subscriber list is locked for the whole send, so a subscription taken at
     /// the same moment sees each event exactly once: in its history or live.
-    async fn send(&self, kind: &'static str, payload: impl serde::Serialize) -> u64 {
-        self.send_ending(kind, payload, None).await
+    async fn send_event(&self, payload: EventPayload) -> u64 {
+        self.send_ending(Outbound::event(payload), None).await
     }
 
     /// Sends this job's terminal message: the job is `status` from here on, and its
@@ -311,16 +312,12 @@ impl Job {
         payload: impl serde::Serialize,
         status: JobStatus,
     ) -> u64 {
-        self.send_ending(kind, payload, Some(status)).await
+        self.send_ending(Outbound::new(kind, payload), Some(status))
+            .await
     }
 
-    async fn send_ending(
-        &self,
-        kind: &'static str,
-        payload: impl serde::Serialize,
-        ending: Option<JobStatus>,
-    ) -> u64 {
-        let msg = Outbound::new(kind, payload).for_job(&self.id, &self.trace_id);
+    async fn send_ending(&self, msg: Outbound, ending: Option<JobStatus>) -> u64 {
+        let msg = msg.for_job(&self.id, &self.trace_id);
         let mut subscribers = self.subscribers.lock().await;
         subscribers.retain(|s| !s.is_retired());
         if ending.is_none() {
@@ -359,36 +356,37 @@ impl Job {
 
     /// Sends one `job.event`, first waiting while an acknowledging client is too far
     /// behind (and telling it why with a `back_pressure` status event).
-    async fn event(&self, kind: String, body: Box<serde_json::value::RawValue>) {
+    async fn event(&self, kind: Cow<'static, str>, body: EventBody) {
         if let Some(lag) = self.outbox.overrun() {
             let status = EventPayload {
                 kind: "status".into(),
                 ts: now_rfc3339(),
-                body: crate::protocol::raw_payload(&serde_json::json!({
+                body: EventBody::Json(crate::protocol::raw_payload(&serde_json::json!({
                     "phase": "back_pressure",
                     "message": format!("the client is {lag} events behind its acknowledgements; this job waits"),
-                })),
+                }))),
             };
-            self.send("job.event", status).await;
+            self.send_event(status).await;
             self.outbox.wait_for_room().await;
         }
         // Bodies carry plugin- and client-controlled text (tool arguments, paths,
-        // tool results): no frame may pass the 1 MiB clients enforce. The text's
-        // length is its size, so only a body over the limit is parsed to be cut.
+        // tool results): no frame may pass the 1 MiB clients enforce. A body's size
+        // is bounded without reading it, so only one that may be over the limit is
+        // measured, and only one that is over it is cut.
         let mut body = body;
-        if body.get().len() > EVENT_BODY_LIMIT
-            && let Ok(mut tree) = serde_json::from_str::<Value>(body.get())
-        {
-            crate::protocol::fit_within(&mut tree, EVENT_BODY_LIMIT);
-            body = crate::protocol::raw_payload(&tree);
-            tracing::warn!(job_id = %self.id, %kind, "an event body over the frame limit was cut");
+        if body.max_json_len() > EVENT_BODY_LIMIT {
+            let mut tree = body.to_value();
+            if crate::protocol::fit_within(&mut tree, EVENT_BODY_LIMIT) {
+                body = EventBody::Json(crate::protocol::raw_payload(&tree));
+                tracing::warn!(job_id = %self.id, %kind, "an event body over the frame limit was cut");
+            }
         }
         let payload = EventPayload {
             kind,
             ts: now_rfc3339(),
             body,
         };
-        self.send("job.event", payload).await;
+        self.send_event(payload).await;
     }
 }
 
@@ -432,8 +430,8 @@ struct EventRoute {
 impl JobSink for EventRoute {
     fn emit(
         &self,
-        kind: String,
-        body: Box<serde_json::value::RawValue>,
+        kind: Cow<'static, str>,
+        body: EventBody,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             self.job.event(kind, body).await;

@@ -7,7 +7,9 @@
 use super::{Job, JobStatus};
 use crate::error::{ArcpError, ErrorCode};
 use crate::protocol::cut_noting_length;
-use crate::protocol::{ErrorPayload, MAX_OUTBOUND_FRAME, ResultPayload, ids, now_rfc3339};
+use crate::protocol::{
+    ErrorPayload, EventBody, MAX_OUTBOUND_FRAME, ResultPayload, ids, now_rfc3339,
+};
 use crate::sandbox::{Failure, RunOutcome, StreamSummary};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -209,8 +211,8 @@ async fn finish_inline(job: &Job, text: Box<RawValue>) -> Outcome {
         }
         let body = json!({"result_id": result_id, "chunk_seq": seq, "data": &rest[..cut], "encoding": "utf8", "more": cut < rest.len()});
         job.event(
-            "result_chunk".to_owned(),
-            crate::protocol::raw_payload(&body),
+            "result_chunk".into(),
+            EventBody::Json(crate::protocol::raw_payload(&body)),
         )
         .await;
         rest = &rest[cut..];
@@ -241,8 +243,8 @@ async fn finish_stream(job: &Job, output: &str, stream: StreamSummary) -> Outcom
         "more": false,
     });
     job.event(
-        "result_chunk".to_owned(),
-        crate::protocol::raw_payload(&last),
+        "result_chunk".into(),
+        EventBody::Json(crate::protocol::raw_payload(&last)),
     )
     .await;
     let mut payload = result("success", None);

@@ -28,8 +28,8 @@ struct Quiet;
 impl JobSink for Quiet {
     fn emit(
         &self,
-        _kind: String,
-        _body: Box<serde_json::value::RawValue>,
+        _kind: std::borrow::Cow<'static, str>,
+        _body: crate::protocol::EventBody,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async {})
     }

@@ -9,9 +9,11 @@ use super::arcp::agent::{events, result_stream, types};
 use super::capabilities::Authority;
 use super::limits::JobLimiter;
 use crate::lease::Charge;
+use crate::protocol::EventBody;
 use base64::Engine as _;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,12 +33,12 @@ const BASE64_CHUNK_BYTES: usize = 384 << 10;
 /// Where a job's events go. Implemented by the jobs module; `emit` may wait (that is
 /// how a slow client slows a chatty plugin down).
 pub trait JobSink: Send + Sync + 'static {
-    /// Emits one `job.event` of `kind` with `body`, a JSON object as text: a plugin's
-    /// own body goes out as the bytes it passed, never parsed into a tree.
+    /// Emits one `job.event` of `kind` with `body`: a plugin's own body goes out as
+    /// the bytes it passed, never parsed into a tree.
     fn emit(
         &self,
-        kind: String,
-        body: Box<RawValue>,
+        kind: Cow<'static, str>,
+        body: EventBody,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 
     /// Told once, when the run ends, what it used (for metrics); by default ignored.
@@ -123,20 +125,20 @@ impl JobState {
     /// holds no shared borrow of the store data (which is `Send` but not `Sync`).
     pub(super) fn send_event(
         &self,
-        kind: &str,
+        kind: &'static str,
         body: impl serde::Serialize,
     ) -> impl Future<Output = ()> + Send + 'static {
-        self.send_raw_event(kind, crate::protocol::raw_payload(&body))
+        let body = EventBody::Json(crate::protocol::raw_payload(&body));
+        self.send_raw_event(kind.into(), body)
     }
 
-    /// Like [`Self::send_event`], for a body that is JSON text already.
+    /// Like [`Self::send_event`], for a body that is ready to go.
     fn send_raw_event(
         &self,
-        kind: &str,
-        body: Box<RawValue>,
+        kind: Cow<'static, str>,
+        body: EventBody,
     ) -> impl Future<Output = ()> + Send + 'static {
         let sink = self.sink.clone();
-        let kind = kind.to_owned();
         async move { sink.emit(kind, body).await }
     }
 }
@@ -183,13 +185,6 @@ fn bounded(text: String) -> String {
     crate::protocol::cut_noting_length(text, MAX_TEXT_BYTES)
 }
 
-/// A `log` event's body: the most frequent event, serialised without a JSON tree.
-#[derive(serde::Serialize)]
-struct LogBody<'a> {
-    level: &'a str,
-    message: &'a str,
-}
-
 /// A JSON number for an `f64`: integral values as integers (as the reference sends
 /// them), non-finite values as `None`.
 fn number(v: f64) -> Option<Value> {
@@ -207,20 +202,15 @@ impl types::Host for JobState {}
 impl events::Host for JobState {
     async fn log(&mut self, level: String, message: String) {
         let level = match level.as_str() {
-            "debug" | "info" | "warn" | "error" => level,
-            "warning" => "warn".to_owned(),
-            "trace" => "debug".to_owned(),
-            _ => "info".to_owned(),
+            "debug" => "debug",
+            "warn" | "warning" => "warn",
+            "error" => "error",
+            "trace" => "debug",
+            _ => "info",
         };
         let message = bounded(message);
-        self.send_event(
-            "log",
-            LogBody {
-                level: &level,
-                message: &message,
-            },
-        )
-        .await;
+        self.send_raw_event("log".into(), EventBody::Log { level, message })
+            .await;
     }
 
     async fn progress(
@@ -341,7 +331,8 @@ impl events::Host for JobState {
             ));
         }
         let body = event_body(body_json)?;
-        self.send_raw_event(&kind, body).await;
+        self.send_raw_event(kind.into(), EventBody::Json(body))
+            .await;
         Ok(())
     }
 }

@@ -395,13 +395,12 @@ impl Sandbox {
             fuel: Some(burnt),
         });
         let metric = |name: &str, value: u64| {
-            crate::protocol::raw_payload(
+            crate::protocol::EventBody::Json(crate::protocol::raw_payload(
                 &serde_json::json!({"name": name, "value": value, "unit": "fuel"}),
-            )
+            ))
         };
-        sink.emit("metric".to_owned(), metric("cost.fuel", burnt))
-            .await;
-        sink.emit("metric".to_owned(), metric("cost.budget.remaining", left))
+        sink.emit("metric".into(), metric("cost.fuel", burnt)).await;
+        sink.emit("metric".into(), metric("cost.budget.remaining", left))
             .await;
         let outcome = match outcome {
             RunOutcome::Trapped(msg) if left == 0 => RunOutcome::Failed(Failure {

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 // ---------------------------------------------------------------- client → runtime
 
@@ -268,11 +269,62 @@ pub struct AcceptedPayload {
 #[derive(Debug, Clone, Serialize)]
 pub struct EventPayload {
     /// Event kind.
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// When it happened.
     pub ts: String,
-    /// Kind-specific body, a JSON object (as text: a plugin's body is passed through).
-    pub body: Box<serde_json::value::RawValue>,
+    /// Kind-specific body, a JSON object.
+    pub body: EventBody,
+}
+
+/// A `job.event`'s body, kept as it came until its frame is written: a job's events
+/// are built by the hundred thousand, and each text made on the way (and copied into
+/// the next) was a tenth of an event flood's emission path.
+#[derive(Debug, Clone)]
+pub enum EventBody {
+    /// A JSON object as text: a plugin's own body, passed through as it wrote it, or
+    /// one the runtime serialised.
+    Json(Box<serde_json::value::RawValue>),
+    /// A `log` body, `{"level": …, "message": …}`, the most frequent body of all:
+    /// its message is escaped once, straight into the frame.
+    Log {
+        /// `debug`, `info`, `warn` or `error`.
+        level: &'static str,
+        /// The message.
+        message: String,
+    },
+}
+
+impl EventBody {
+    /// An upper bound on the length of the body's JSON text (a byte of a string
+    /// escapes to at most six).
+    pub fn max_json_len(&self) -> usize {
+        match self {
+            EventBody::Json(raw) => raw.get().len(),
+            EventBody::Log { level, message } => {
+                r#"{"level":"","message":""}"#.len() + level.len() + 6 * message.len()
+            }
+        }
+    }
+
+    /// The body as a JSON tree (to cut one that is too long for a frame).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+impl Serialize for EventBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        match self {
+            EventBody::Json(raw) => raw.serialize(serializer),
+            EventBody::Log { level, message } => {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("level", level)?;
+                map.serialize_entry("message", message)?;
+                map.end()
+            }
+        }
+    }
 }
 
 /// `job.result` payload.

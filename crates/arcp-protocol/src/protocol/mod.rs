@@ -210,10 +210,70 @@ pub struct Outbound {
     /// Stamped by the session's sequencer on `job.event`, `job.result`, `job.error`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_seq: Option<u64>,
-    /// The payload object, already JSON text: serialised once, when the message is
-    /// built, and copied as bytes into every frame made of it (a job's event goes to
-    /// its session and to each subscriber).
-    pub payload: Box<RawValue>,
+    /// The payload object, copied as bytes into every frame made of it (a job's
+    /// event goes to its session and to each subscriber).
+    pub payload: Payload,
+}
+
+/// An outbound message's payload, as [`Outbound::encode`] writes it.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// JSON text, serialised once, when the message was built.
+    Json(Box<RawValue>),
+    /// A `job.event`'s payload, the most frequent by far: written into the frame
+    /// with its body, with no text of its own in between.
+    Event(EventPayload),
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Payload::Json(raw) => raw.serialize(serializer),
+            Payload::Event(event) => event.serialize(serializer),
+        }
+    }
+}
+
+impl Payload {
+    /// Appends the payload's JSON text to `text`: byte for byte what its
+    /// serialisation writes.
+    fn write_into(&self, text: &mut String) {
+        match self {
+            Payload::Json(raw) => text.push_str(raw.get()),
+            Payload::Event(event) => {
+                text.push_str("{\"kind\":");
+                push_json_str(text, &event.kind);
+                text.push_str(",\"ts\":");
+                push_json_str(text, &event.ts);
+                text.push_str(",\"body\":");
+                match &event.body {
+                    EventBody::Json(raw) => text.push_str(raw.get()),
+                    EventBody::Log { level, message } => {
+                        text.push_str("{\"level\":");
+                        push_json_str(text, level);
+                        text.push_str(",\"message\":");
+                        push_json_str(text, message);
+                        text.push('}');
+                    }
+                }
+                text.push('}');
+            }
+        }
+    }
+
+    /// About how long its JSON text is (exact unless a string needs escapes).
+    fn len_hint(&self) -> usize {
+        match self {
+            Payload::Json(raw) => raw.get().len(),
+            Payload::Event(event) => {
+                let body = match &event.body {
+                    EventBody::Json(raw) => raw.get().len(),
+                    EventBody::Log { level, message } => 32 + level.len() + message.len(),
+                };
+                32 + event.kind.len() + event.ts.len() + body
+            }
+        }
+    }
 }
 
 /// Writes a ULID as its 26-character text without allocating it first.
@@ -233,7 +293,21 @@ impl Outbound {
             trace_id: None,
             job_id: None,
             event_seq: None,
-            payload: raw_payload(&payload),
+            payload: Payload::Json(raw_payload(&payload)),
+        }
+    }
+
+    /// A new `job.event` with a fresh envelope id.
+    pub fn event(payload: EventPayload) -> Outbound {
+        Outbound {
+            arcp: ARCP_VERSION,
+            id: Ulid::new(),
+            kind: "job.event",
+            session_id: None,
+            trace_id: None,
+            job_id: None,
+            event_seq: None,
+            payload: Payload::Event(payload),
         }
     }
 
@@ -296,7 +370,9 @@ impl Outbound {
             trace_id: take(&mut v, "trace_id"),
             job_id: take(&mut v, "job_id"),
             event_seq: None,
-            payload: raw_payload(&v.get_mut("payload").map(Value::take).unwrap_or_default()),
+            payload: Payload::Json(raw_payload(
+                &v.get_mut("payload").map(Value::take).unwrap_or_default(),
+            )),
         })
     }
 
@@ -315,7 +391,7 @@ impl Outbound {
     /// an event flood's CPU where the ids almost never need escaping.
     pub fn encode(&self) -> String {
         use std::fmt::Write as _;
-        let mut text = String::with_capacity(self.payload.get().len() + ENVELOPE_BYTES);
+        let mut text = String::with_capacity(self.payload.len_hint() + ENVELOPE_BYTES);
         text.push_str("{\"arcp\":");
         push_json_str(&mut text, self.arcp);
         text.push_str(",\"id\":\"");
@@ -338,7 +414,7 @@ impl Outbound {
             let _ = write!(text, ",\"event_seq\":{seq}");
         }
         text.push_str(",\"payload\":");
-        text.push_str(self.payload.get());
+        self.payload.write_into(&mut text);
         text.push('}');
         text
     }
@@ -440,7 +516,6 @@ pub fn now_rfc3339() -> String {
 /// event flood.
 fn rfc3339_micros(at: chrono::DateTime<chrono::Utc>) -> String {
     use std::cell::RefCell;
-    use std::fmt::Write as _;
     thread_local! {
         /// The second last formatted on this thread, and its text up to the `.`.
         static SECOND: RefCell<(i64, String)> = const { RefCell::new((0, String::new())) };
@@ -458,9 +533,17 @@ fn rfc3339_micros(at: chrono::DateTime<chrono::Utc>) -> String {
             prefix.truncate(prefix.len() - "+00:00".len());
             prefix.push('.');
         }
+        // The six digits by hand: `write!` with padding was half of this function.
+        let mut digits = [b'0'; 6];
+        let mut rest = micros;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
         let mut out = String::with_capacity(prefix.len() + 7);
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{prefix}{micros:06}Z");
+        out.push_str(prefix);
+        out.extend(digits.iter().map(|&d| char::from(d)));
+        out.push('Z');
         out
     })
 }
@@ -663,8 +746,42 @@ mod tests {
             m.event_seq = seq;
             cases.push(m);
         }
+        let event = |body: EventBody| {
+            let mut m = Outbound::event(EventPayload {
+                kind: "log".into(),
+                ts: now_rfc3339(),
+                body,
+            })
+            .for_job(&plain, &plain)
+            .session("sess_01JABCDEFGHJKMNPQRSTVWXYZ0");
+            m.event_seq = Some(7);
+            m
+        };
+        let json = RawValue::from_string(r#"{"n":[1,"\"x"]}"#.to_owned()).unwrap();
+        cases.push(event(EventBody::Json(json)));
+        for message in ["tick 1", "", &strange] {
+            cases.push(event(EventBody::Log {
+                level: "warn",
+                message: message.to_owned(),
+            }));
+        }
         for m in cases {
             assert_eq!(m.encode(), serde_json::to_string(&m).unwrap());
+        }
+    }
+
+    /// A log body's bound is what keeps an oversized one from being sent uncut: it
+    /// must hold for the worst escapes.
+    #[test]
+    fn a_log_body_is_never_longer_than_its_bound() {
+        for message in ["", "plain", "\u{1}\u{2}\u{1f}", "\"\\\n", "é🦀"] {
+            let body = EventBody::Log {
+                level: "error",
+                message: message.repeat(100),
+            };
+            let text = serde_json::to_string(&body).unwrap();
+            assert!(text.len() <= body.max_json_len(), "{text}");
+            assert_eq!(body.to_value()["message"], message.repeat(100));
         }
     }
 
