@@ -277,22 +277,22 @@ impl Job {
         self.held_acceptance.lock().ok().and_then(|mut h| h.take())
     }
 
-    /// Sends this job's held `job.accepted`, if it still is, after queueing its
-    /// record (naming `subscribers`, whose lock the caller holds).
-    async fn acknowledge_locked(&self, subscribers: &[Arc<Outbox>]) {
-        if let Some(accepted) = self.take_held_acceptance() {
-            let ticket = self
-                .outbox
-                .send_acknowledging(accepted, self.record_with(subscribers))
-                .await;
-            self.record_queued.replace(Some(ticket));
-        }
+    /// Sends this job's held `job.accepted` (taken by the caller), after queueing
+    /// its record (naming `subscribers`, whose lock the caller holds).
+    async fn acknowledge_locked(&self, accepted: Outbound, subscribers: &[Arc<Outbox>]) {
+        let ticket = self
+            .outbox
+            .send_acknowledging(accepted, self.record_with(subscribers))
+            .await;
+        self.record_queued.replace(Some(ticket));
     }
 
     /// Sends this job's held `job.accepted`, if it still is.
     async fn acknowledge(&self) {
         let subscribers = self.subscribers.lock().await;
-        self.acknowledge_locked(&subscribers).await;
+        if let Some(accepted) = self.take_held_acceptance() {
+            self.acknowledge_locked(accepted, &subscribers).await;
+        }
     }
 
     /// Sends one sequenced message of this job through its session.
@@ -316,17 +316,29 @@ impl Job {
             .await
     }
 
+    ///
+    /// What happens once per job or only with subscribers is boxed: an event's
+    /// future is boxed and moved to the heap whole, and it is as large as the largest
+    /// of the futures it may hold (3.2 KiB before, most of it never used by events).
     async fn send_ending(&self, msg: Outbound, ending: Option<JobStatus>) -> u64 {
         let msg = msg.for_job(&self.id, &self.trace_id);
         let mut subscribers = self.subscribers.lock().await;
         subscribers.retain(|s| !s.is_retired());
-        if ending.is_none() {
+        if ending.is_none()
+            && let Some(accepted) = self.take_held_acceptance()
+        {
             // The job's `job.accepted` goes before its first event.
-            self.acknowledge_locked(&subscribers).await;
+            Box::pin(self.acknowledge_locked(accepted, &subscribers)).await;
         }
-        for sub in subscribers.iter() {
-            // Each subscriber gets its own copy, numbered in its own session's space.
-            sub.send(msg.copy()).await;
+        if !subscribers.is_empty() {
+            Box::pin(async {
+                for sub in subscribers.iter() {
+                    // Each subscriber gets its own copy, numbered in its own
+                    // session's space.
+                    sub.send(msg.copy()).await;
+                }
+            })
+            .await;
         }
         let seq = match ending {
             None => self.outbox.send(msg).await,
@@ -337,13 +349,12 @@ impl Job {
                     *at = Some(chrono::Utc::now());
                 }
                 self.set_status(status);
+                let record = self.record();
                 match self.take_held_acceptance() {
                     Some(accepted) => {
-                        self.outbox
-                            .send_accepted_and_final(accepted, msg, self.record())
-                            .await
+                        Box::pin(self.outbox.send_accepted_and_final(accepted, msg, record)).await
                     }
-                    None => self.outbox.send_final(msg, self.record()).await,
+                    None => Box::pin(self.outbox.send_final(msg, record)).await,
                 }
             }
         };
