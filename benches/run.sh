@@ -204,7 +204,7 @@ print()
 inproc = open(f"{out}/inproc.txt").read()
 m = re.search(r"## echo submit→result round trip over[^\n]*\n(n=[^\n]*)", inproc)
 print("in-process echo round trip:", m.group(1) if m else "-")
-for pat in [r"^(lease check \([^\n]*)", r"^(host call \([^\n]*)", r"^(compute \([^\n]*)", r"^(epoch interruption \([^\n]*)"]:
+for pat in [r"^(echo job in its sandbox [^\n]*)", r"^(lease check \([^\n]*)", r"^(host call \([^\n]*)", r"^(compute \([^\n]*)", r"^(epoch interruption \([^\n]*)"]:
     m = re.search(pat, inproc, re.M)
     if m:
         print(m.group(1))
@@ -212,7 +212,22 @@ print(open(f"{out}/startup.txt").read().strip())
 try:
     print()
     print("floor: bare tokio-tungstenite servers, to compare with the ping, echo and events/s rows above")
-    print(open(f"{out}/floor.txt").read().strip())
+    floor = open(f"{out}/floor.txt").read()
+    print(floor.strip())
+    # What an echo job cannot skip with the store on, each part measured in this run:
+    # one commit and two frames (the floor's `durable1`, two workers as the runtime
+    # has) and the job's part in its sandbox before its result can be sent.
+    durable1 = re.search(r"^durable1 +workers=2 n=\d+ p50=([\d.]+) ms", floor, re.M)
+    sandboxed = re.search(r"^echo job in its sandbox [^\n]*?p50=([\d.]+) µs", inproc, re.M)
+    reference = grab("ref.txt", r"echo \S+→\S+ round trip", r"p50=([\d.]+) ms")
+    if durable1 and sandboxed:
+        least = float(durable1.group(1)) + float(sandboxed.group(1)) / 1e3
+        print()
+        print(f"least a sandboxed echo with the store can take here: {least:.3f} ms p50 "
+              f"(durable1 {float(durable1.group(1)):.3f} + the sandbox {float(sandboxed.group(1)) / 1e3:.3f}); "
+              f"target 0.150: {'within reach' if least <= 0.150 else 'out of reach'}"
+              + (f"; a fifth of the reference {reference / 5:.3f}: {'within reach' if least <= reference / 5 else 'out of reach'}"
+                 if reference else ""))
 except OSError:
     pass
 EOF

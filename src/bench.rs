@@ -123,6 +123,65 @@ pub async fn plugins(
     Ok(())
 }
 
+/// An echo job's part in its sandbox, one job after another, as the runtime runs it:
+/// a new store, instantiation from the pool and the guest's `run` (what comes before
+/// the job's result can be sent), then the instance's reset (which the runtime does
+/// after sending it). With the floor's bare commit and frames, this bounds how fast a
+/// runtime with a fresh sandbox per job can answer.
+pub async fn sandboxed_echo(
+    sandbox: Arc<Sandbox>,
+    dir: &Path,
+    n: usize,
+    memory_bytes: u64,
+) -> anyhow::Result<()> {
+    use crate::sandbox::{Authority, JobInfo, JobSpec, RunOutcome};
+    let bytes = std::fs::read(dir.join("echo@1.0.0.wasm"))?;
+    let (component, _) = sandbox.load_component(&bytes, None, Flavor::Plain)?;
+    let agent = sandbox.prepare(&component, Flavor::Plain)?;
+    let spec = |i: usize| JobSpec {
+        info: JobInfo {
+            job_id: "job_bench".into(),
+            agent: "echo@1.0.0".into(),
+            trace_id: None,
+            parent_job_id: None,
+        },
+        input_json: json!({"i": i}).to_string(),
+        memory_bytes,
+        authority: Authority::none(),
+        fuel: None,
+        waits_for_instance: true,
+    };
+    let (mut runs, mut resets) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n + n.min(50) {
+        let t = Instant::now();
+        let (outcome, finished) = sandbox
+            .run_holding(&agent, spec(i), Arc::new(Discard))
+            .await;
+        let ran = t.elapsed();
+        anyhow::ensure!(
+            matches!(outcome, RunOutcome::Success { .. }),
+            "echo failed in its sandbox: {outcome:?}"
+        );
+        let t = Instant::now();
+        drop(finished);
+        if i >= n.min(50) {
+            runs.push(ran);
+            resets.push(t.elapsed());
+        }
+    }
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let (run, reset) = (Percentiles::of(&mut runs), Percentiles::of(&mut resets));
+    println!(
+        "echo job in its sandbox (new store, instantiation, run): n={} p50={:.1} µs p99={:.1} µs; the instance's reset after it p50={:.1} µs p99={:.1} µs",
+        run.n,
+        us(run.p50),
+        us(run.p99),
+        us(reset.p50),
+        us(reset.p99)
+    );
+    Ok(())
+}
+
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("arcp-bench-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir)?;
