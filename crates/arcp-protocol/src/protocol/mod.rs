@@ -658,6 +658,18 @@ mod tests {
         let frame = out.encode();
         assert!(frame.contains("\\u001e"), "{frame}");
         assert!(!frame.contains('\u{1e}'), "{frame}");
+        // A plugin's log message is escaped straight into the frame.
+        let log = Outbound::event(EventPayload {
+            kind: "log".into(),
+            ts: now_rfc3339(),
+            body: EventBody::Log {
+                level: "info",
+                message: sep.to_owned(),
+            },
+        })
+        .encode();
+        assert!(log.contains("a\\u001eb"), "{log}");
+        assert!(!log.contains('\u{1e}'), "{log}");
         assert!(RawValue::from_string("{\"m\": \"a\u{1e}b\"}".to_owned()).is_err());
         assert!(RawValue::from_string("{\"m\":\u{1e}1}".to_owned()).is_err());
     }
