@@ -128,16 +128,16 @@ pub async fn plugins(
 /// the job's result can be sent), then the instance's reset (which the runtime does
 /// after sending it). With the floor's bare commit and frames, this bounds how fast a
 /// runtime with a fresh sandbox per job can answer.
-pub async fn sandboxed_echo(
-    sandbox: Arc<Sandbox>,
-    dir: &Path,
-    n: usize,
-    memory_bytes: u64,
-) -> anyhow::Result<()> {
+/// The echo is the one the runtime serves (from its registry, compiled once).
+pub async fn sandboxed_echo(runtime: &Runtime, n: usize) -> anyhow::Result<()> {
     use crate::sandbox::{Authority, JobInfo, JobSpec, RunOutcome};
-    let bytes = std::fs::read(dir.join("echo@1.0.0.wasm"))?;
-    let (component, _) = sandbox.load_component(&bytes, None, Flavor::Plain)?;
-    let agent = sandbox.prepare(&component, Flavor::Plain)?;
+    let (sandbox, memory_bytes) = (&runtime.sandbox, runtime.config.job_memory_bytes());
+    let echo = runtime
+        .registry
+        .inventory()
+        .resolve("echo@1.0.0")
+        .map_err(|e| anyhow::anyhow!("the runtime serves no echo@1.0.0: {e}"))?;
+    let agent = &echo.agent;
     let spec = |i: usize| JobSpec {
         info: JobInfo {
             job_id: "job_bench".into(),
@@ -154,9 +154,7 @@ pub async fn sandboxed_echo(
     let (mut runs, mut resets) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n + n.min(50) {
         let t = Instant::now();
-        let (outcome, finished) = sandbox
-            .run_holding(&agent, spec(i), Arc::new(Discard))
-            .await;
+        let (outcome, finished) = sandbox.run_holding(agent, spec(i), Arc::new(Discard)).await;
         let ran = t.elapsed();
         anyhow::ensure!(
             matches!(outcome, RunOutcome::Success { .. }),

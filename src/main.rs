@@ -949,13 +949,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if !args.load_only {
         println!("\n## plugin load and instantiation");
         bench::plugins(runtime.sandbox.clone(), &plugins_dir, args.instantiations).await?;
-        bench::sandboxed_echo(
-            runtime.sandbox.clone(),
-            &plugins_dir,
-            args.instantiations,
-            runtime.config.job_memory_bytes(),
-        )
-        .await?;
+        bench::sandboxed_echo(&runtime, args.instantiations).await?;
         println!("\n## lease check, host call, fuel overhead");
         bench::sandbox_costs(runtime.sandbox.clone(), &args.probe).await?;
         let rounds = 200_000_000;

@@ -410,7 +410,7 @@ impl Outbound {
         }
         if let Some(seq) = self.event_seq {
             text.push_str(",\"event_seq\":");
-            push_digits(&mut text, seq);
+            push_digits(&mut text, seq, 1);
         }
         text.push_str(",\"payload\":");
         self.payload.write_into(&mut text);
@@ -437,10 +437,11 @@ fn push_json_str(text: &mut String, value: &str) {
     }
 }
 
-/// Appends `n` in decimal: `write!` went through the formatting machinery, a
-/// twentieth of an event's emission.
-fn push_digits(text: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
+/// Appends `n` in decimal, padded with zeros to at least `width` (at most 20)
+/// digits: `write!` went through the formatting machinery, a twentieth of an event's
+/// emission (its `event_seq`) and half of its timestamp (the microseconds).
+fn push_digits(text: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -450,7 +451,8 @@ fn push_digits(text: &mut String, mut n: u64) {
             break;
         }
     }
-    text.extend(digits[at..].iter().map(|&d| char::from(d)));
+    let from = at.min(digits.len().saturating_sub(width));
+    text.extend(digits[from..].iter().map(|&d| char::from(d)));
 }
 
 /// Room for an envelope's fields other than its payload: version, ULID id, type,
@@ -553,16 +555,9 @@ fn rfc3339_micros(at: chrono::DateTime<chrono::Utc>) -> String {
             prefix.truncate(prefix.len() - "+00:00".len());
             prefix.push('.');
         }
-        // The six digits by hand: `write!` with padding was half of this function.
-        let mut digits = [b'0'; 6];
-        let mut rest = micros;
-        for d in digits.iter_mut().rev() {
-            *d = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
         let mut out = String::with_capacity(prefix.len() + 7);
         out.push_str(prefix);
-        out.extend(digits.iter().map(|&d| char::from(d)));
+        push_digits(&mut out, u64::from(micros), 6);
         out.push('Z');
         out
     })
