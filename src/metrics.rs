@@ -60,8 +60,12 @@ pub struct Metrics {
 
 impl Metrics {
     /// The registry with every metric, including the sandbox's histogram of
-    /// instantiation times.
-    pub fn new(instantiation_seconds: Histogram) -> Metrics {
+    /// instantiation times, its count of jobs started in spare instances and its
+    /// gauge of spares held.
+    pub fn new(
+        instantiation_seconds: Histogram,
+        (spares_taken, spares_held): (Counter, Gauge),
+    ) -> Metrics {
         let mut registry = Registry::with_prefix("arcp");
         let m = Metrics {
             jobs: Family::default(),
@@ -102,8 +106,18 @@ impl Metrics {
         );
         registry.register(
             "instantiation_seconds",
-            "Seconds to instantiate a job's sandbox",
+            "Seconds to instantiate a job's sandbox (or a spare instance)",
             instantiation_seconds,
+        );
+        registry.register(
+            "spare_instances_taken",
+            "Jobs that started in an instance of their plugin made ready before they came",
+            spares_taken,
+        );
+        registry.register(
+            "spare_instances",
+            "Instances made ready for their plugin's next job, held now",
+            spares_held,
         );
         registry.register(
             "job_memory_bytes",

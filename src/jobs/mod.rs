@@ -562,6 +562,7 @@ impl JobManager {
             running: Arc::default(),
             metrics: Arc::new(crate::metrics::Metrics::new(
                 sandbox.instantiation_seconds(),
+                sandbox.spare_metrics(),
             )),
             config,
             sandbox,
@@ -1339,7 +1340,8 @@ impl JobManager {
     ) {
         // Sent with the job's final record (`Job::send_terminal`).
         let outcome = terminal::finish(&job, ending).await;
-        if finished.is_some() && self.few_running() {
+        let few_running = finished.is_some() && self.few_running();
+        if few_running {
             // The terminal frame is in the connection's queue, which the session's
             // task writes: let that task run before this one resets the instance
             // (BENCHMARKS.md, 2026-12-05 22:11).
@@ -1348,7 +1350,7 @@ impl JobManager {
             // jobs lost 18 % of their jobs/s to it).
             tokio::task::yield_now().await;
         }
-        drop(finished);
+        let refill = finished.and_then(crate::sandbox::Finished::release);
         let status = outcome.status;
         job.outcome.replace(Some(outcome));
         let labels = crate::metrics::JobLabels {
@@ -1380,6 +1382,14 @@ impl JobManager {
             child.cancel.replace(true);
         }
         tracing::info!(job_id = %job.id, status = status.as_str(), "job ended");
+        // Last, with nothing of this job left to do: the plugin's next job starts
+        // in an instance made ready now, off its path (`sandbox::spare`). Only when
+        // few jobs run: under load, jobs waiting to run take the pool's instances
+        // and the workers' time, and a spare would only move an instantiation
+        // from one job to another.
+        if few_running && let Some(refill) = refill {
+            self.sandbox.make_spare(refill).await;
+        }
     }
 
     /// Handles `job.cancel` from `session_id` of `principal`.

@@ -477,6 +477,12 @@ impl Registry {
             .sandbox
             .prepare(&component, Flavor::Plain)
             .context("validating component")?;
+        // A component whose instantiation runs none of its code may have its next
+        // instance made ready before its job comes (`sandbox::spare`).
+        let agent = match crate::sandbox::runs_code_when_instantiated(&bytes) {
+            true => agent,
+            false => agent.with_spares(),
+        };
         let plugin = Plugin {
             name: name.to_owned(),
             version: version.to_owned(),

@@ -83,8 +83,9 @@ pub struct JobState {
     pub(super) epoch_yields: u32,
     /// Its hold on a CPU slot, once CPU-bound.
     pub(super) cpu_turn: super::fairness::Turn,
-    /// Keeps the epoch ticker ticking while this store is alive.
-    _ticking: super::ticker::Awake,
+    /// Keeps the epoch ticker ticking while this store runs a job (a spare
+    /// instance, which runs nothing, holds none).
+    _ticking: Option<super::ticker::Awake>,
 }
 
 impl JobState {
@@ -93,7 +94,7 @@ impl JobState {
         limiter: JobLimiter,
         max_result_bytes: u64,
         authority: Authority,
-        ticking: super::ticker::Awake,
+        ticking: Option<super::ticker::Awake>,
     ) -> JobState {
         // `new()` inherits nothing: no environment, arguments, preopens, stdio or
         // network. Sockets and name lookups are refused outright.
@@ -114,6 +115,19 @@ impl JobState {
             cpu_turn: Default::default(),
             _ticking: ticking,
         }
+    }
+
+    /// Hands a spare instance's store to the job that takes it: its sink and
+    /// authority in place of the spare's, which reach nothing.
+    pub(super) fn start_job(
+        &mut self,
+        sink: Arc<dyn JobSink>,
+        authority: Authority,
+        ticking: super::ticker::Awake,
+    ) {
+        self.sink = sink;
+        self.authority = authority;
+        self._ticking = Some(ticking);
     }
 
     pub(super) fn take_stream(&mut self) -> Option<StreamSummary> {

@@ -16,6 +16,7 @@ mod host;
 mod limits;
 mod model;
 mod net;
+mod spare;
 mod ticker;
 
 pub use capabilities::{
@@ -25,6 +26,7 @@ pub use host::{JobSink, StreamSummary, Usage};
 pub use limits::JobLimiter;
 pub use model::{ModelGateway, ModelPrice};
 pub use net::{BodyError, NetClient, NetPolicy, is_public, read_body_within};
+pub use spare::{Refill, runs_code_when_instantiated};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -78,6 +80,27 @@ impl Default for SandboxConfig {
 pub struct PreparedAgent {
     pre: AgentPre<host::JobState>,
     flavor: Flavor,
+    /// Where its spare instance waits, for a plugin that may have one (see
+    /// [`PreparedAgent::with_spares`]); shared by its clones.
+    spare: Option<Arc<spare::SpareSlot>>,
+}
+
+impl PreparedAgent {
+    /// Lets this plugin's jobs start in an instance made ready before they came
+    /// (`spare`'s module docs say when that is invisible). Only for a component
+    /// for which [`runs_code_when_instantiated`] is false, and only jobs without a
+    /// fuel budget (which run a [`Flavor::Fuel`] variant) use it.
+    pub fn with_spares(mut self) -> PreparedAgent {
+        if self.flavor == Flavor::Plain {
+            self.spare = Some(Arc::default());
+        }
+        self
+    }
+
+    /// Whether a spare instance of this plugin is ready now.
+    pub fn has_spare(&self) -> bool {
+        self.spare.as_ref().is_some_and(|s| s.holds_one())
+    }
 }
 
 /// Which engine compiled code is for.
@@ -152,6 +175,10 @@ pub struct Sandbox {
     queued_instances: Option<Arc<tokio::sync::Semaphore>>,
     /// Seconds each job's instantiation took (exported as a metric).
     instantiations: prometheus_client::metrics::histogram::Histogram,
+    /// Jobs that started in a spare instance (exported as a metric).
+    spares_taken: prometheus_client::metrics::counter::Counter,
+    /// Spare instances held now (exported as a metric).
+    spares_held: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Sandbox {
@@ -202,12 +229,25 @@ impl Sandbox {
             instantiations: prometheus_client::metrics::histogram::Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(5e-6, 2.0, 16),
             ),
+            spares_taken: Default::default(),
+            spares_held: Default::default(),
         })
     }
 
     /// The histogram of instantiation times (seconds), for the metrics registry.
     pub fn instantiation_seconds(&self) -> prometheus_client::metrics::histogram::Histogram {
         self.instantiations.clone()
+    }
+
+    /// The count of jobs that started in a spare instance, and the gauge of spare
+    /// instances held now, for the metrics registry.
+    pub fn spare_metrics(
+        &self,
+    ) -> (
+        prometheus_client::metrics::counter::Counter,
+        prometheus_client::metrics::gauge::Gauge,
+    ) {
+        (self.spares_taken.clone(), self.spares_held.clone())
     }
 
     /// Whether the pooling allocator is in use.
@@ -287,7 +327,11 @@ impl Sandbox {
         };
         let instance_pre = linker.instantiate_pre(component)?;
         let pre = AgentPre::new(instance_pre)?;
-        Ok(PreparedAgent { pre, flavor })
+        Ok(PreparedAgent {
+            pre,
+            flavor,
+            spare: None,
+        })
     }
 
     /// Runs one job to completion in a fresh `Store`. Dropping the returned future
@@ -319,19 +363,46 @@ impl Sandbox {
                 None,
             );
         }
-        // Held until the run ends (declared before the store, so dropped after it).
-        let _instance = match &self.queued_instances {
-            Some(slots) if spec.waits_for_instance && agent.flavor == Flavor::Plain => {
-                slots.clone().acquire_owned().await.ok()
-            }
+        let spare = match (&agent.spare, fuel) {
+            (Some(slot), None) => slot.take(spec.memory_bytes),
             _ => None,
         };
-        let mut store = self.new_store(
-            agent.flavor,
-            sink.clone(),
-            spec.memory_bytes,
-            spec.authority,
-        );
+        let refill = agent.spare.is_some().then(|| spare::Refill {
+            agent: agent.clone(),
+            memory_bytes: spec.memory_bytes,
+        });
+        // Held until the run ends (declared before the store, so dropped after it).
+        let _instance;
+        let mut store;
+        let instance;
+        match spare {
+            Some(spare) => {
+                self.spares_taken.inc();
+                _instance = spare.permit;
+                store = spare.store;
+                store
+                    .data_mut()
+                    .start_job(sink.clone(), spec.authority, self.ticker.awake());
+                // Its deadline counts from now, not from when it was made.
+                store.set_epoch_deadline(1);
+                instance = Some(spare.instance);
+            }
+            None => {
+                _instance = match &self.queued_instances {
+                    Some(slots) if spec.waits_for_instance && agent.flavor == Flavor::Plain => {
+                        slots.clone().acquire_owned().await.ok()
+                    }
+                    _ => None,
+                };
+                store = self.new_store(
+                    agent.flavor,
+                    sink.clone(),
+                    spec.memory_bytes,
+                    spec.authority,
+                );
+                instance = None;
+            }
+        }
         if let Some(f) = fuel
             && let Err(e) = store.set_fuel(f)
         {
@@ -343,6 +414,7 @@ impl Sandbox {
         let mut outcome = Self::call(
             &mut store,
             agent,
+            instance,
             &spec.info,
             &spec.input_json,
             &self.instantiations,
@@ -383,6 +455,7 @@ impl Sandbox {
                 Some(Finished {
                     _store: store,
                     _instance,
+                    refill,
                 }),
             );
         };
@@ -415,29 +488,38 @@ impl Sandbox {
             Some(Finished {
                 _store: store,
                 _instance,
+                refill,
             }),
         )
     }
 
+    /// Instantiates `agent` in `store` (unless given its `ready` spare instance)
+    /// and calls its `run`.
     async fn call(
         store: &mut Store<host::JobState>,
         agent: &PreparedAgent,
+        ready: Option<Agent>,
         info: &JobInfo,
         input_json: &str,
         instantiations: &prometheus_client::metrics::histogram::Histogram,
     ) -> RunOutcome {
         let mut store = store;
-        let started = std::time::Instant::now();
-        let instance = match agent.pre.instantiate_async(&mut store).await {
-            Ok(i) => {
-                instantiations.observe(started.elapsed().as_secs_f64());
-                i
-            }
-            Err(e) => {
-                return match store.data().limiter.exceeded() {
-                    Some(msg) => RunOutcome::Trapped(msg),
-                    None => RunOutcome::InstantiationFailed(format!("{e:#}")),
-                };
+        let instance = match ready {
+            Some(instance) => instance,
+            None => {
+                let started = std::time::Instant::now();
+                match agent.pre.instantiate_async(&mut store).await {
+                    Ok(i) => {
+                        instantiations.observe(started.elapsed().as_secs_f64());
+                        i
+                    }
+                    Err(e) => {
+                        return match store.data().limiter.exceeded() {
+                            Some(msg) => RunOutcome::Trapped(msg),
+                            None => RunOutcome::InstantiationFailed(format!("{e:#}")),
+                        };
+                    }
+                }
             }
         };
         let result = instance.call_run(&mut store, info, input_json).await;
@@ -461,9 +543,66 @@ pub struct Finished {
     // instance.
     _store: Store<host::JobState>,
     _instance: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// For a plugin that may have a spare instance: what to make the next from.
+    refill: Option<Refill>,
+}
+
+impl Finished {
+    /// Releases the store and its instance (resetting the instance), and returns
+    /// what [`Sandbox::make_spare`] needs to make the plugin's next instance ready,
+    /// for a plugin that may have one.
+    pub fn release(mut self) -> Option<Refill> {
+        self.refill.take()
+    }
 }
 
 impl Sandbox {
+    /// Makes a spare instance of `refill`'s plugin, unless it has one, was refused
+    /// one, or no pool instance is free at once (see `spare`'s module docs). A
+    /// spare that cannot be made (its memory over the ceiling, say) stops the
+    /// plugin's spares: its jobs then instantiate, and fail, as they come.
+    pub async fn make_spare(&self, refill: Refill) {
+        let Refill {
+            agent,
+            memory_bytes,
+        } = refill;
+        let Some(slot) = agent.spare.as_ref().filter(|s| s.wants_one()) else {
+            return;
+        };
+        let permit = match &self.queued_instances {
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return,
+            },
+            None => None,
+        };
+        let state = host::JobState::new(
+            Arc::new(spare::Unattached),
+            JobLimiter::new(memory_bytes),
+            self.config.max_result_bytes,
+            Authority::none(),
+            None,
+        );
+        let mut store = self.store_with(agent.flavor, state);
+        let started = std::time::Instant::now();
+        match agent.pre.instantiate_async(&mut store).await {
+            Ok(instance) => {
+                self.instantiations.observe(started.elapsed().as_secs_f64());
+                slot.put(spare::Spare {
+                    store,
+                    instance,
+                    permit,
+                    memory_bytes,
+                    _counted: spare::Counted::new(&self.spares_held),
+                });
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no spare instance for this plugin: instantiating it failed");
+                slot.refuse();
+            }
+        }
+    }
+
     /// A fresh store for one job: its limiter, WASI context and epoch deadline.
     fn new_store(
         &self,
@@ -477,8 +616,13 @@ impl Sandbox {
             JobLimiter::new(memory_bytes),
             self.config.max_result_bytes,
             authority,
-            self.ticker.awake(),
+            Some(self.ticker.awake()),
         );
+        self.store_with(flavor, state)
+    }
+
+    /// A store holding `state`, with its limiter and epoch deadline set.
+    fn store_with(&self, flavor: Flavor, state: host::JobState) -> Store<host::JobState> {
         let mut store = Store::new(self.engine_for(flavor), state);
         store.limiter(|s| &mut s.limiter);
         // Yield to the executor at every epoch tick: that is where cancellation and
