@@ -346,7 +346,23 @@ impl Runtime {
             }
         }
         self.jobs.revoke_outstanding().await;
+        let idle = Duration::from_secs(self.config.retention.sweep_interval_sec);
+        let spares = self.drop_idle_spares(idle);
+        if spares > 0 {
+            tracing::debug!(spares, "dropped spare instances no job took");
+        }
         report
+    }
+
+    /// Drops the spare instances (`sandbox::spare`) no job took for `idle`: with
+    /// the sweep's interval, a spare lives at most two intervals untaken. Returns
+    /// how many went.
+    pub fn drop_idle_spares(&self, idle: Duration) -> usize {
+        let inventory = self.registry.inventory();
+        inventory
+            .plugins()
+            .filter(|p| p.agent.drop_idle_spare(idle))
+            .count()
     }
 
     /// While the store holds more than `cap` bytes, forgets finished jobs whose

@@ -209,3 +209,26 @@ async fn a_job_in_a_spare_instance_is_held_to_its_memory_ceiling() {
     assert_eq!(ok["payload"]["result"]["allocated"], 8, "{ok}");
     assert_eq!(taken(&host).await, 2.0);
 }
+
+/// A spare no job takes goes at the runtime's sweep (here every second), with its
+/// instance of the pool.
+#[tokio::test]
+async fn a_spare_no_job_takes_is_dropped_by_the_sweep() {
+    let (_dir, cfg) = common::config_file("[retention]\nsweep_interval_sec = 1\n");
+    let host = Host::start(&bundled_plugins(), &["--config", &cfg]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let end = run(&mut c, json!({"agent": "echo", "input": "once"})).await;
+    assert_eq!(end["payload"]["result"]["echoed"], "once", "{end}");
+    spare_ready(&host).await;
+
+    let until = Instant::now() + Duration::from_secs(10);
+    while metric(&host, "arcp_spare_instances").await > 0.0 {
+        assert!(Instant::now() < until, "the idle spare was never dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The plugin's next job instantiates as it comes, and leaves a spare again.
+    let end = run(&mut c, json!({"agent": "echo", "input": "again"})).await;
+    assert_eq!(end["payload"]["result"]["echoed"], "again", "{end}");
+    assert_eq!(taken(&host).await, 0.0);
+    spare_ready(&host).await;
+}

@@ -97,6 +97,17 @@ impl PreparedAgent {
         self
     }
 
+    /// Drops this plugin's spare instance if no job took it for `idle`. Whether
+    /// one was dropped.
+    pub fn drop_idle_spare(&self, idle: Duration) -> bool {
+        let Some(cutoff) = std::time::Instant::now().checked_sub(idle) else {
+            return false;
+        };
+        self.spare
+            .as_ref()
+            .is_some_and(|s| s.drop_made_before(cutoff))
+    }
+
     /// Whether a spare instance of this plugin is ready now.
     pub fn has_spare(&self) -> bool {
         self.spare.as_ref().is_some_and(|s| s.holds_one())
@@ -594,6 +605,7 @@ impl Sandbox {
                     permit,
                     memory_bytes,
                     _counted: spare::Counted::new(&self.spares_held),
+                    made: std::time::Instant::now(),
                 });
             }
             Err(e) => {

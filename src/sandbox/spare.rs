@@ -20,7 +20,9 @@
 //!   the permit a job would hold: a spare is made only when one is free at once, and
 //!   the job that takes it takes its permit.
 //! - It lives with its plugin's prepared code: a plugin replaced or removed drops
-//!   its spare with it.
+//!   its spare with it; and one that no job takes for a while is dropped (the
+//!   runtime's sweep), so that a plugin used once an hour does not hold an instance
+//!   and its memory all the time between.
 //!
 //! Owns the spare's slot and the check of a component's start functions; the store,
 //! the pool and when to make one are `Sandbox`'s.
@@ -44,6 +46,8 @@ pub(super) struct Spare {
     pub(super) memory_bytes: u64,
     /// Counts it among the spares held until it is taken or dropped.
     pub(super) _counted: Counted,
+    /// When it was made (see [`SpareSlot::drop_made_before`]).
+    pub(super) made: std::time::Instant,
 }
 
 /// One spare in the gauge of spares held, for as long as this lives.
@@ -93,6 +97,18 @@ impl SpareSlot {
             && held.is_none()
         {
             *held = Some(spare);
+        }
+    }
+
+    /// Drops the spare if it was made before `cutoff` (no job took it since).
+    /// Whether one was dropped.
+    pub(super) fn drop_made_before(&self, cutoff: std::time::Instant) -> bool {
+        let Ok(mut held) = self.spare.lock() else {
+            return false;
+        };
+        match &*held {
+            Some(spare) if spare.made < cutoff => held.take().is_some(),
+            _ => false,
         }
     }
 
