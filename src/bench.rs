@@ -154,25 +154,38 @@ pub async fn sandboxed_echo(runtime: &Runtime, n: usize) -> anyhow::Result<()> {
         waits_for_instance: true,
     };
     let warm_up = n.min(50);
-    let (mut runs, mut resets) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for i in 0..n + warm_up {
-        let t = Instant::now();
-        let (outcome, finished) = sandbox.run_holding(agent, spec(i), Arc::new(Discard)).await;
-        let ran = t.elapsed();
-        anyhow::ensure!(
-            matches!(outcome, RunOutcome::Success { .. }),
-            "echo failed in its sandbox: {outcome:?}"
-        );
-        let t = Instant::now();
-        // Released without a spare: the next run instantiates.
-        drop(finished);
-        if i >= warm_up {
-            runs.push(ran);
-            resets.push(t.elapsed());
+    // Each job's run, then its instance's reset (`with_spare` false: the next job
+    // instantiates) or the making of the spare the next job starts in, made once
+    // this one's instance is released, as the runtime runs a plugin's jobs one after
+    // another (`sandbox::spare`).
+    let measure = async |with_spare: bool| -> anyhow::Result<[Percentiles; 2]> {
+        let (mut runs, mut afters) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for i in 0..n + warm_up {
+            let t = Instant::now();
+            let (outcome, finished) = sandbox.run_holding(agent, spec(i), Arc::new(Discard)).await;
+            let ran = t.elapsed();
+            anyhow::ensure!(
+                matches!(outcome, RunOutcome::Success { .. }),
+                "echo failed in its sandbox: {outcome:?}"
+            );
+            let t = Instant::now();
+            let refill = finished.and_then(crate::sandbox::Finished::release);
+            let mut after = t.elapsed();
+            if let (true, Some(refill)) = (with_spare, refill) {
+                let t = Instant::now();
+                sandbox.make_spare(refill).await;
+                after = t.elapsed();
+                anyhow::ensure!(agent.has_spare(), "echo@1.0.0 got no spare instance");
+            }
+            if i >= warm_up {
+                runs.push(ran);
+                afters.push(after);
+            }
         }
-    }
+        Ok([Percentiles::of(&mut runs), Percentiles::of(&mut afters)])
+    };
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    let (run, reset) = (Percentiles::of(&mut runs), Percentiles::of(&mut resets));
+    let [run, reset] = measure(false).await?;
     println!(
         "echo job in its sandbox (new store, instantiation, run): n={} p50={:.1} µs p99={:.1} µs; the instance's reset after it p50={:.1} µs p99={:.1} µs",
         run.n,
@@ -181,29 +194,7 @@ pub async fn sandboxed_echo(runtime: &Runtime, n: usize) -> anyhow::Result<()> {
         us(reset.p50),
         us(reset.p99)
     );
-    // As the runtime runs a plugin's jobs one after another: each in the spare
-    // instance the job before it left (`sandbox::spare`), made after its run.
-    let (mut runs, mut spares) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for i in 0..n + warm_up {
-        let t = Instant::now();
-        let (outcome, finished) = sandbox.run_holding(agent, spec(i), Arc::new(Discard)).await;
-        let ran = t.elapsed();
-        anyhow::ensure!(
-            matches!(outcome, RunOutcome::Success { .. }),
-            "echo failed in its sandbox: {outcome:?}"
-        );
-        let refill = finished.and_then(crate::sandbox::Finished::release);
-        let t = Instant::now();
-        if let Some(refill) = refill {
-            sandbox.make_spare(refill).await;
-        }
-        anyhow::ensure!(agent.has_spare(), "echo@1.0.0 got no spare instance");
-        if i >= warm_up {
-            runs.push(ran);
-            spares.push(t.elapsed());
-        }
-    }
-    let (run, spare) = (Percentiles::of(&mut runs), Percentiles::of(&mut spares));
+    let [run, spare] = measure(true).await?;
     println!(
         "echo job in a spare instance (its store taken, run): n={} p50={:.1} µs p99={:.1} µs; making the spare after it p50={:.1} µs p99={:.1} µs",
         run.n,

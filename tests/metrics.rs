@@ -8,22 +8,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn scrape(host: &Host) -> (String, prometheus_parse::Scrape) {
-    let addr = host
-        .url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/arcp");
-    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: arcp\r\nAccept: */*\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    sock.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.contains("text/plain"), "{head}");
-    let lines = body.lines().map(|l| Ok(l.to_owned()));
-    let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
-    (body.to_owned(), parsed)
+    common::scrape_metrics(host).await
 }
 
 fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {

@@ -9,23 +9,10 @@ mod common;
 use common::{Client, Host, TOKEN, bundled_plugins};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The value of the unlabelled metric `name` (a counter or a gauge).
 async fn metric(host: &Host, name: &str) -> f64 {
-    let addr = host
-        .url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/arcp");
-    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: arcp\r\nAccept: */*\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    sock.read_to_string(&mut response).await.unwrap();
-    let (_, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let lines = body.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    let (body, scrape) = common::scrape_metrics(host).await;
     let found = scrape.samples.iter().find(|s| s.metric == name);
     match found.map(|s| &s.value) {
         Some(

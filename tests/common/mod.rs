@@ -377,3 +377,25 @@ pub async fn next_frame_within(
         }
     }
 }
+
+/// `GET /metrics` from `host`'s WebSocket port: the body, and it parsed as
+/// Prometheus text.
+pub async fn scrape_metrics(host: &Host) -> (String, prometheus_parse::Scrape) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = host
+        .url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/arcp");
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: arcp\r\nAccept: */*\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    sock.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain"), "{head}");
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    (body.to_owned(), parsed)
+}
