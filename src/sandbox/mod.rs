@@ -571,7 +571,8 @@ impl Sandbox {
     /// Makes a spare instance of `refill`'s plugin, unless it has one, was refused
     /// one, or no pool instance is free at once (see `spare`'s module docs). A
     /// spare that cannot be made (its memory over the ceiling, say) stops the
-    /// plugin's spares: its jobs then instantiate, and fail, as they come.
+    /// plugin's spares: its jobs then instantiate, and fail, as they come; a pool
+    /// with every instance in use only skips this one.
     pub async fn make_spare(&self, refill: Refill) {
         let Refill {
             agent,
@@ -608,6 +609,9 @@ impl Sandbox {
                     made: std::time::Instant::now(),
                 });
             }
+            // Every pool instance in use (delegated children past the reserve):
+            // a passing state, tried again after the next job.
+            Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {}
             Err(e) => {
                 tracing::debug!(error = %e, "no spare instance for this plugin: instantiating it failed");
                 slot.refuse();
