@@ -6,7 +6,7 @@
 
 use crate::client::Client;
 use crate::runtime::Runtime;
-use crate::sandbox::{Flavor, JobSink, Sandbox};
+use crate::sandbox::{DiscardEvents, Flavor, JobSink, Sandbox};
 use anyhow::Context as _;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -63,18 +63,6 @@ impl std::fmt::Display for Percentiles {
     }
 }
 
-struct Discard;
-
-impl JobSink for Discard {
-    fn emit(
-        &self,
-        _kind: std::borrow::Cow<'static, str>,
-        _body: crate::protocol::EventBody,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async {})
-    }
-}
-
 /// Cold compile vs cached load vs per-job instantiation, for every plugin in `dir`.
 pub async fn plugins(
     sandbox: Arc<Sandbox>,
@@ -105,7 +93,11 @@ pub async fn plugins(
         let agent = sandbox.prepare(&component, Flavor::Plain)?;
         let mut samples = Vec::with_capacity(instantiations);
         for _ in 0..instantiations {
-            samples.push(sandbox.instantiate_only(&agent, Arc::new(Discard)).await?);
+            samples.push(
+                sandbox
+                    .instantiate_only(&agent, Arc::new(DiscardEvents))
+                    .await?,
+            );
         }
         let p = Percentiles::of(&mut samples);
         println!(
@@ -162,7 +154,9 @@ pub async fn sandboxed_echo(runtime: &Runtime, n: usize) -> anyhow::Result<()> {
         let (mut runs, mut afters) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for i in 0..n + warm_up {
             let t = Instant::now();
-            let (outcome, finished) = sandbox.run_holding(agent, spec(i), Arc::new(Discard)).await;
+            let (outcome, finished) = sandbox
+                .run_holding(agent, spec(i), Arc::new(DiscardEvents))
+                .await;
             let ran = t.elapsed();
             anyhow::ensure!(
                 matches!(outcome, RunOutcome::Success { .. }),
@@ -465,7 +459,7 @@ pub async fn sandbox_costs(sandbox: Arc<Sandbox>, probe: &Path) -> anyhow::Resul
                 .run(
                     agent,
                     spec(json!({"mode": "compute", "rounds": rounds}), fuel),
-                    Arc::new(Discard),
+                    Arc::new(DiscardEvents),
                 )
                 .await;
             anyhow::ensure!(
@@ -1083,7 +1077,7 @@ pub async fn epoch_overhead(
                 waits_for_instance: true,
             };
             let t = Instant::now();
-            let out = sandbox.run(&prepared, spec, Arc::new(Discard)).await;
+            let out = sandbox.run(&prepared, spec, Arc::new(DiscardEvents)).await;
             best[2] = best[2].min(t.elapsed());
             anyhow::ensure!(
                 matches!(out, RunOutcome::Success { .. }),

@@ -133,24 +133,24 @@ async fn a_job_in_a_spare_instance_sends_its_events_to_its_own_session() {
     );
 }
 
-/// A plugin folder with `hostile` under a 32 MiB ceiling.
-fn hostile_folder() -> tempfile::TempDir {
+/// A host over `hostile` under a 32 MiB ceiling, a client, and a spare of `hostile`
+/// left by one job that ran to its end.
+async fn hostile_with_a_spare() -> (tempfile::TempDir, Host, Client) {
     let dir = common::hostile_folder(&[]);
     std::fs::write(dir.path().join("hostile@1.0.0.toml"), "memory_mib = 32\n").unwrap();
-    dir
+    let host = Host::start(dir.path(), &[]);
+    let mut c = Client::connect(&host.url, TOKEN).await;
+    let ok = run(&mut c, json!({"agent": "hostile", "input": {"mode": "ok"}})).await;
+    assert_eq!(ok["payload"]["result"]["ok"], true, "{ok}");
+    spare_ready(&host).await;
+    (dir, host, c)
 }
 
 /// A job in a spare is interrupted by the epoch like any other: a guest computing
 /// without end, which never calls the host, is cancelled.
 #[tokio::test]
 async fn a_job_in_a_spare_instance_is_cancelled_while_it_computes() {
-    let dir = hostile_folder();
-    let host = Host::start(dir.path(), &[]);
-    let mut c = Client::connect(&host.url, TOKEN).await;
-    let end = run(&mut c, json!({"agent": "hostile", "input": {"mode": "ok"}})).await;
-    assert_eq!(end["payload"]["result"]["ok"], true, "{end}");
-
-    spare_ready(&host).await;
+    let (_dir, host, mut c) = hostile_with_a_spare().await;
     let acc = c
         .submit(json!({"agent": "hostile", "input": {"mode": "compute", "rounds": u64::MAX}}))
         .await;
@@ -170,13 +170,7 @@ async fn a_job_in_a_spare_instance_is_cancelled_while_it_computes() {
 /// takes it.
 #[tokio::test]
 async fn a_job_in_a_spare_instance_is_held_to_its_memory_ceiling() {
-    let dir = hostile_folder();
-    let host = Host::start(dir.path(), &[]);
-    let mut c = Client::connect(&host.url, TOKEN).await;
-    let ok = run(&mut c, json!({"agent": "hostile", "input": {"mode": "ok"}})).await;
-    assert_eq!(ok["payload"]["result"]["ok"], true, "{ok}");
-
-    spare_ready(&host).await;
+    let (_dir, host, mut c) = hostile_with_a_spare().await;
     let end = run(
         &mut c,
         json!({"agent": "hostile", "input": {"mode": "alloc", "mib": 100}}),

@@ -4,7 +4,7 @@
 use crate::config::ToolConfig;
 use crate::plugins::Registry;
 use crate::sandbox::{
-    Authority, Failure, JobInfo, JobSink, JobSpec, RunOutcome, Sandbox, ToolRunner,
+    Authority, DiscardEvents, Failure, JobInfo, JobSpec, RunOutcome, Sandbox, ToolRunner,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -20,19 +20,6 @@ pub struct PluginTools {
     /// The calling job, for the tool run's `job-info`.
     pub(super) job_id: String,
     pub(super) trace_id: String,
-}
-
-/// A tool's own events are not the calling job's: they are dropped.
-struct Quiet;
-
-impl JobSink for Quiet {
-    fn emit(
-        &self,
-        _kind: std::borrow::Cow<'static, str>,
-        _body: crate::protocol::EventBody,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async {})
-    }
 }
 
 fn failure(code: &str, message: String) -> Failure {
@@ -82,7 +69,11 @@ impl ToolRunner for PluginTools {
                 fuel: None,
                 waits_for_instance: false,
             };
-            match sandbox.run(&plugin.agent, spec, Arc::new(Quiet)).await {
+            // A tool's own events are not the calling job's: they are dropped.
+            match sandbox
+                .run(&plugin.agent, spec, Arc::new(DiscardEvents))
+                .await
+            {
                 RunOutcome::Success {
                     output,
                     stream: None,

@@ -45,6 +45,20 @@ pub trait JobSink: Send + Sync + 'static {
     fn usage(&self, _usage: Usage) {}
 }
 
+/// A sink that drops every event: for runs whose events belong to no client (a
+/// tool's run, a spare instance before its job takes it, a benchmark).
+pub struct DiscardEvents;
+
+impl JobSink for DiscardEvents {
+    fn emit(
+        &self,
+        _kind: Cow<'static, str>,
+        _body: EventBody,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
 /// What one run of a plugin used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {

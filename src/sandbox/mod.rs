@@ -22,7 +22,7 @@ mod ticker;
 pub use capabilities::{
     Authority, Delegator, MAX_READ_BYTES, MatcherCache, RecordGate, ToolRunner,
 };
-pub use host::{JobSink, StreamSummary, Usage};
+pub use host::{DiscardEvents, JobSink, StreamSummary, Usage};
 pub use limits::JobLimiter;
 pub use model::{ModelGateway, ModelPrice};
 pub use net::{BodyError, NetClient, NetPolicy, is_public, read_body_within};
@@ -562,8 +562,8 @@ impl Finished {
     /// Releases the store and its instance (resetting the instance), and returns
     /// what [`Sandbox::make_spare`] needs to make the plugin's next instance ready,
     /// for a plugin that may have one.
-    pub fn release(mut self) -> Option<Refill> {
-        self.refill.take()
+    pub fn release(self) -> Option<Refill> {
+        self.refill
     }
 }
 
@@ -589,7 +589,9 @@ impl Sandbox {
             None => None,
         };
         let state = host::JobState::new(
-            Arc::new(spare::Unattached),
+            // Nothing reaches it (a spare runs no code); were something to, it
+            // would go nowhere rather than to some job.
+            Arc::new(DiscardEvents),
             JobLimiter::new(memory_bytes),
             self.config.max_result_bytes,
             Authority::none(),

@@ -27,11 +27,7 @@
 //! Owns the spare's slot and the check of a component's start functions; the store,
 //! the pool and when to make one are `Sandbox`'s.
 
-use super::{Agent, JobSink, PreparedAgent, host};
-use crate::protocol::EventBody;
-use std::borrow::Cow;
-use std::future::Future;
-use std::pin::Pin;
+use super::{Agent, PreparedAgent, host};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::Store;
@@ -120,20 +116,6 @@ impl SpareSlot {
     /// Whether a spare is held now.
     pub(super) fn holds_one(&self) -> bool {
         self.spare.lock().is_ok_and(|s| s.is_some())
-    }
-}
-
-/// A spare's sink until a job takes it. Nothing reaches it (a spare runs no code);
-/// were something to, it would go nowhere rather than to some job.
-pub(super) struct Unattached;
-
-impl JobSink for Unattached {
-    fn emit(
-        &self,
-        _: Cow<'static, str>,
-        _: EventBody,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(std::future::ready(()))
     }
 }
 
