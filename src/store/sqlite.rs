@@ -65,11 +65,23 @@ pub struct SqliteStore {
     path: PathBuf,
     queue: Mutex<Queue>,
     reader: Mutex<Connection>,
-    settled: watch::Sender<Ticket>,
-    /// The last write's failure, until a later write succeeds.
-    failure: Arc<Mutex<Option<String>>>,
-    /// The most recent failed batches: (first ticket, last ticket, why).
-    failed: Arc<Mutex<VecDeque<(Ticket, Ticket, String)>>>,
+    /// The writer's connection: the writer thread's for each batch, or a job's
+    /// ending's own when nothing waits for the writer (see [`SqliteStore::commit_here`]).
+    committer: Arc<Mutex<Committer>>,
+    outcomes: Arc<Outcomes>,
+    /// Set while the checkpointer runs a RESTART checkpoint, which holds every
+    /// commit until the log starts over: a job's ending then goes to the writer
+    /// thread rather than wait on a tokio worker.
+    restarting: Arc<std::sync::atomic::AtomicBool>,
+    /// Endings committed by their own thread (for the tests).
+    #[cfg(test)]
+    committed_here: std::sync::atomic::AtomicU64,
+}
+
+/// The connection every write is committed with, and the buffers its batches reuse.
+struct Committer {
+    conn: Connection,
+    run: Run,
 }
 
 /// How many failed batches [`SqliteStore::outcome`] remembers.
@@ -246,33 +258,42 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(2))
             .map_err(named)?;
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop = stopping.clone();
+        let restarting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpoints = Checkpoints {
+            restart_bytes: wal_restart_bytes,
+            stopping: stopping.clone(),
+            restarting: restarting.clone(),
+        };
         std::thread::Builder::new()
             .name("arcp-store-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, wal_restart_bytes, stop))
+            .spawn(move || checkpoint_loop(checkpointer, checkpoints))
             .map_err(|e| StoreError::Io(format!("starting the store checkpointer: {e}")))?;
         let reader = connect().map_err(named)?;
         let (tx, rx) = mpsc::channel();
-        let settled = watch::channel(0).0;
-        let failure = Arc::new(Mutex::new(None));
-        let failed = Arc::new(Mutex::new(VecDeque::new()));
-        let outcomes = Outcomes {
-            settled: settled.clone(),
-            failure: failure.clone(),
-            failed: failed.clone(),
-        };
+        let outcomes = Arc::new(Outcomes {
+            settled: watch::channel(0).0,
+            failure: Mutex::new(None),
+            failed: Mutex::new(VecDeque::new()),
+        });
+        let committer = Arc::new(Mutex::new(Committer {
+            conn: writer,
+            run: Run::default(),
+        }));
+        let (c, o) = (committer.clone(), outcomes.clone());
         std::thread::Builder::new()
             .name("arcp-store".into())
-            .spawn(move || writer_loop(writer, rx, outcomes))
+            .spawn(move || writer_loop(&c, rx, &o))
             .map_err(|e| StoreError::Io(format!("starting the store writer: {e}")))?;
         Ok(SqliteStore {
             stopping,
             path,
             queue: Mutex::new(Queue { next: 1, tx }),
             reader: Mutex::new(reader),
-            settled,
-            failure,
-            failed,
+            committer,
+            outcomes,
+            restarting,
+            #[cfg(test)]
+            committed_here: Default::default(),
         })
     }
 
@@ -292,6 +313,49 @@ impl SqliteStore {
         }
         q.next += 1;
         ticket
+    }
+
+    /// Commits `write` on the calling thread, when every write handed out so far is
+    /// settled (nothing is queued for the writer thread or in its hands) and the
+    /// connection is free; otherwise gives it back, to be sent to the writer.
+    ///
+    /// For a job's ending: a sequential client's echo job is one write (its
+    /// record, `job.accepted` and result held until it ends), and the writer
+    /// thread's wake-up, then the wake-up of the task that sends the frames once
+    /// the store has settled them, were ~25 µs of its round trip beside the
+    /// commit's ~60 µs (BENCHMARKS.md, 2026-12-07 08:00). Committed here, its
+    /// frames go straight to the connection. Under load the writer is never idle
+    /// and batches as before; a job's events never come here, since a flood's one
+    /// commit per event would undo the batching.
+    ///
+    /// Ordering: the ticket is taken, and the connection held, under the queue's
+    /// lock; a later write waits in the channel, and the writer thread takes the
+    /// connection (even for a batch of flush waiters only) only once this commit
+    /// has settled its ticket.
+    fn commit_here(&self, write: Write) -> Result<Ticket, Write> {
+        if self.restarting.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(write);
+        }
+        let Ok(mut queue) = self.queue.lock() else {
+            return Err(write);
+        };
+        if *self.outcomes.settled.borrow() + 1 != queue.next {
+            return Err(write);
+        }
+        let Ok(mut committer) = self.committer.try_lock() else {
+            return Err(write);
+        };
+        let ticket = queue.next;
+        queue.next += 1;
+        drop(queue);
+        let Committer { conn, run } = &mut *committer;
+        let result = commit(conn, std::iter::once((ticket, write)), run);
+        self.outcomes
+            .conclude(ticket, ticket, result.map_err(|e| e.to_string()));
+        #[cfg(test)]
+        self.committed_here
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(ticket)
     }
 
     fn reader(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
@@ -334,11 +398,13 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 /// committed in between. (A RESTART instead of that interval's PASSIVE copied all
 /// of the interval's frames while it held the writer: the longest of 20,000 echo
 /// jobs took 25 ms, against 7-13 ms now.)
-fn checkpoint_loop(
-    conn: Connection,
-    restart_bytes: u64,
-    stopping: Arc<std::sync::atomic::AtomicBool>,
-) {
+fn checkpoint_loop(conn: Connection, settings: Checkpoints) {
+    use std::sync::atomic::Ordering;
+    let Checkpoints {
+        restart_bytes,
+        stopping,
+        restarting,
+    } = settings;
     let frame_bytes = conn
         .query_row("PRAGMA page_size", [], |r| r.get::<_, u64>(0))
         .unwrap_or(4096)
@@ -355,20 +421,72 @@ fn checkpoint_loop(
             }
         }
     };
-    while !stopping.load(std::sync::atomic::Ordering::Acquire) {
+    while !stopping.load(Ordering::Acquire) {
         std::thread::sleep(CHECKPOINT_EVERY);
         let logged = checkpoint("PASSIVE");
         if logged.is_some_and(|frames| frames.saturating_mul(frame_bytes) > restart_bytes) {
+            restarting.store(true, Ordering::Release);
             checkpoint("RESTART");
+            restarting.store(false, Ordering::Release);
         }
     }
 }
 
-/// Where the writer publishes how its batches went.
+/// What the checkpointer is told: when to start the log over, when to stop, and
+/// where to say it is starting the log over.
+struct Checkpoints {
+    restart_bytes: u64,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    restarting: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Where the commits publish how they went.
 struct Outcomes {
     settled: watch::Sender<Ticket>,
-    failure: Arc<Mutex<Option<String>>>,
-    failed: Arc<Mutex<VecDeque<(Ticket, Ticket, String)>>>,
+    /// The last write's failure, until a later write succeeds.
+    failure: Mutex<Option<String>>,
+    /// The most recent failed batches: (first ticket, last ticket, why).
+    failed: Mutex<VecDeque<(Ticket, Ticket, String)>>,
+}
+
+impl Outcomes {
+    /// Records how the commit of tickets `first..=last` went and settles `last`.
+    fn conclude(&self, first: Ticket, last: Ticket, outcome: Result<(), String>) {
+        if let (Err(why), Ok(mut failed)) = (&outcome, self.failed.lock()) {
+            if failed.len() == FAILED_BATCHES_KEPT {
+                failed.pop_front();
+            }
+            failed.push_back((first, last, why.clone()));
+        }
+        if let Ok(mut f) = self.failure.lock() {
+            match outcome {
+                Ok(()) => {
+                    if f.take().is_some() {
+                        tracing::info!("the store can be written again");
+                    }
+                }
+                Err(e) => {
+                    if f.is_none() {
+                        tracing::error!(error = %e, "store write failed");
+                    }
+                    *f = Some(e);
+                }
+            }
+        }
+        self.settle(last);
+    }
+
+    /// Publishes `last` as settled: every write up to it is committed (or failed).
+    fn settle(&self, last: Ticket) {
+        // Tickets settle in order: a commit holds the connection until it has
+        // settled its tickets, and a later one needs the connection.
+        debug_assert!(
+            last >= *self.settled.borrow(),
+            "ticket {last} settled after {}",
+            *self.settled.borrow()
+        );
+        self.settled.send_replace(last);
+    }
 }
 
 /// The most writes one commit takes.
@@ -389,10 +507,9 @@ const GATHER_FROM: usize = 16;
 /// longer for their commit.
 const GATHER_FOR: std::time::Duration = std::time::Duration::from_micros(500);
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<(Ticket, Write)>, out: Outcomes) {
+fn writer_loop(committer: &Mutex<Committer>, rx: mpsc::Receiver<(Ticket, Write)>, out: &Outcomes) {
     // Kept from batch to batch: a flood's batches are thousands of writes.
     let mut writes = Vec::new();
-    let mut run = Run::default();
     while let Ok((first, w)) = rx.recv() {
         // Flush waiters are set apart as they come, so that they hear the outcome
         // even when a write fails part-way (they were dropped with it, and heard
@@ -424,41 +541,28 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<(Ticket, Write)>, out: Outco
                 Err(_) => break,
             }
         }
+        // Taken for a batch of flush waiters too: a job's ending being committed by
+        // its own thread (`SqliteStore::commit_here`) holds it until its ticket,
+        // lower than any taken here, is settled.
+        let mut committer = committer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if writes.is_empty() {
             // Only waiters: nothing was written, so nothing is learnt about the
             // file. They get the state as it stands; a failure stays a failure
             // (an empty commit succeeds even on a full disk, and used to clear it).
             let current = out.failure.lock().ok().and_then(|f| f.clone());
-            out.settled.send_replace(last);
+            out.settle(last);
+            drop(committer);
             for w in waiters {
                 let _ = w.send(current.clone().map_or(Ok(()), Err));
             }
             continue;
         }
-        let result = commit(&conn, writes.drain(..), &mut run);
-        let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
-        if let (Err(why), Ok(mut failed)) = (&outcome, out.failed.lock()) {
-            if failed.len() == FAILED_BATCHES_KEPT {
-                failed.pop_front();
-            }
-            failed.push_back((first, last, why.clone()));
-        }
-        if let Ok(mut f) = out.failure.lock() {
-            match &outcome {
-                Ok(()) => {
-                    if f.take().is_some() {
-                        tracing::info!("the store can be written again");
-                    }
-                }
-                Err(e) => {
-                    if f.is_none() {
-                        tracing::error!(error = %e, "store write failed");
-                    }
-                    *f = Some(e.clone());
-                }
-            }
-        }
-        out.settled.send_replace(last);
+        let Committer { conn, run } = &mut *committer;
+        let outcome = commit(conn, writes.drain(..), run).map_err(|e| e.to_string());
+        out.conclude(first, last, outcome.clone());
+        drop(committer);
         for w in waiters {
             let _ = w.send(outcome.clone());
         }
@@ -833,7 +937,10 @@ impl Store for SqliteStore {
     }
 
     fn append_final_event(&self, event: StoredEvent, job: JobRecord) -> Ticket {
-        self.send(Write::Ended(event, Box::new(job)))
+        match self.commit_here(Write::Ended(event, Box::new(job))) {
+            Ok(ticket) => ticket,
+            Err(write) => self.send(write),
+        }
     }
 
     fn remove_job(&self, job_id: &str) -> Ticket {
@@ -845,11 +952,12 @@ impl Store for SqliteStore {
     }
 
     fn settled(&self) -> watch::Receiver<Ticket> {
-        self.settled.subscribe()
+        self.outcomes.settled.subscribe()
     }
 
     fn outcome(&self, ticket: Ticket) -> Result<(), StoreError> {
         let failed = self
+            .outcomes
             .failed
             .lock()
             .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
@@ -867,7 +975,7 @@ impl Store for SqliteStore {
     }
 
     fn health(&self) -> Result<(), StoreError> {
-        match self.failure.lock().map(|f| f.clone()) {
+        match self.outcomes.failure.lock().map(|f| f.clone()) {
             Ok(None) => Ok(()),
             Ok(Some(why)) => Err(StoreError::Io(format!(
                 "store {}: {why}",
@@ -1129,6 +1237,104 @@ mod tests {
         side.execute_batch("DROP TRIGGER full_disk").unwrap();
         assert!(store.probe().is_ok());
         assert!(store.health().is_ok());
+    }
+
+    /// Endings committed by their own thread (`commit_here`) and the writer
+    /// thread's batches settle in ticket order: the settled ticket never goes
+    /// back, and a write is readable once its ticket is settled. Threads write
+    /// endings, events and flushes at once, so that endings find the writer idle,
+    /// busy, and holding a batch of flush waiters only (which must wait for an
+    /// ending being committed, or it settles a later ticket before it).
+    #[test]
+    fn endings_committed_in_place_settle_in_ticket_order() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let done = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (mut settled, done) = (store.settled(), done.clone());
+            std::thread::spawn(move || {
+                let mut last = 0;
+                while !done.load(Ordering::Acquire) {
+                    let now = *settled.borrow_and_update();
+                    assert!(
+                        now >= last,
+                        "the settled ticket went back from {last} to {now}"
+                    );
+                    last = now;
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        let writers: Vec<_> = (0..3)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let session = format!("sess_{t}");
+                    for seq in 1..=1500 {
+                        let e = event(&session, seq, Some("job"));
+                        let ticket = match seq % 3 {
+                            0 => store.append_final_event(e, conformance::job("job", "success")),
+                            1 => store.append_event(e),
+                            _ => {
+                                store.append_event(e);
+                                store.flush().unwrap();
+                                continue;
+                            }
+                        };
+                        let mut settled = store.settled();
+                        let deadline =
+                            std::time::Instant::now() + std::time::Duration::from_secs(10);
+                        while *settled.borrow_and_update() < ticket {
+                            assert!(
+                                std::time::Instant::now() < deadline,
+                                "{session} {seq}: ticket {ticket} never settled"
+                            );
+                            std::thread::yield_now();
+                        }
+                        let read = store.events_after(&session, seq - 1).unwrap();
+                        assert_eq!(read.len(), 1, "{session} {seq}: settled, not readable");
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Release);
+        watcher.join().unwrap();
+        let here = store.committed_here.load(Ordering::Relaxed);
+        assert!(here > 0, "no ending was committed in place");
+        for t in 0..3 {
+            assert_eq!(
+                store.events_after(&format!("sess_{t}"), 0).unwrap().len(),
+                1500
+            );
+        }
+    }
+
+    /// A flush (a batch of waiters only, nothing to write) waits while an ending
+    /// is being committed in place, whose ticket is lower: settling the flush's
+    /// ticket first would publish a commit that has not happened yet.
+    #[test]
+    fn a_flush_waits_for_an_ending_being_committed_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        store.append_event(event("sess_a", 1, None));
+        store.flush().unwrap();
+        // Held as `commit_here` holds it while it commits.
+        let in_place = store.committer.lock().unwrap();
+        let flushing = std::thread::spawn({
+            let store = store.clone();
+            move || store.flush()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            !flushing.is_finished(),
+            "the flush settled before the commit"
+        );
+        drop(in_place);
+        flushing.join().unwrap().unwrap();
     }
 
     /// Regression: a transaction left open (by a failed COMMIT whose ROLLBACK failed
