@@ -44,6 +44,10 @@ use tracing::Instrument as _;
 /// Longest cancel reason echoed in `job.cancelled`, in bytes.
 const MAX_CANCEL_REASON_BYTES: usize = 1024;
 /// The largest event body: the frame limit less room for the envelope.
+/// How long a finished job waits for its connection's writer to send its terminal
+/// frame before it cleans up anyway (a writer blocked on a client that stops reading).
+const FRAMES_WRITTEN_WAIT: Duration = Duration::from_millis(2);
+
 const EVENT_BODY_LIMIT: usize = crate::protocol::MAX_OUTBOUND_FRAME - (64 << 10);
 
 /// Job states as the wire names them.
@@ -1342,13 +1346,13 @@ impl JobManager {
         let outcome = terminal::finish(&job, ending).await;
         let few_running = finished.is_some() && self.few_running();
         if few_running {
-            // The terminal frame is in the connection's queue, which the session's
-            // task writes: let that task run before this one resets the instance
-            // (BENCHMARKS.md, 2026-12-05 22:11).
-            // Only when few jobs run: under load the yield sends this task to the
-            // back of a long queue still holding its instance (1,000 sessions × 10
-            // jobs lost 18 % of their jobs/s to it).
-            tokio::task::yield_now().await;
+            // The terminal frame is in the connection's queue: let its writer send
+            // it before this task resets the instance and makes the spare
+            // (BENCHMARKS.md, 2026-12-05 22:11 and 2026-12-07 08:00).
+            // Only when few jobs run: under load, waiting keeps the instance from
+            // the jobs queued for one (1,000 sessions × 10 jobs lost 18 % of their
+            // jobs/s to a yield here).
+            job.outbox.frames_written(FRAMES_WRITTEN_WAIT).await;
         }
         let refill = finished.and_then(crate::sandbox::Finished::release);
         let status = outcome.status;

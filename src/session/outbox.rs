@@ -209,6 +209,9 @@ pub struct Link {
     pub kill: CancellationToken,
     /// How long the queue may stay full before the client is disconnected.
     pub slow_after: std::time::Duration,
+    /// The connection's writer's "everything given to me is written"
+    /// ([`crate::transport::Connection::written`]).
+    pub written: Option<Arc<Notify>>,
 }
 
 impl Link {
@@ -389,6 +392,42 @@ impl Outbox {
             link,
             settled: self.store.settled(),
         }
+    }
+
+    /// Waits until the attached connection's writer has written the frames queued
+    /// to it so far, for at most `bound`; returns at once when there is nothing to
+    /// wait for (no connection, a connection without a writer of ours, frames still
+    /// waiting for the store, or a queue the writer has emptied already).
+    ///
+    /// For a job that has sent its terminal message and has cleaning up to do
+    /// (its instance, its spare): waiting here lets the writer, woken by those
+    /// frames and usually on this same worker, send them first, and then wakes the
+    /// job from that worker. `tokio::task::yield_now` did the same but, on a
+    /// multi-threaded runtime, woke the runtime's other, idle worker for every job
+    /// (the yielded task is put back after a search for work to steal, and a worker
+    /// that finds work after searching wakes another): that thread's wake-up took
+    /// the client's core and cost a sequential echo ~30 µs (BENCHMARKS.md,
+    /// 2026-12-07 08:00). `bound` covers a writer stuck on a client that does not read.
+    pub async fn frames_written(&self, bound: std::time::Duration) {
+        let link = {
+            let inner = self.inner.lock().await;
+            match &inner.conn {
+                Some(forwarder) if forwarder.held.is_empty() => forwarder.link.clone(),
+                _ => return,
+            }
+        };
+        let Some(written) = &link.written else {
+            return;
+        };
+        let notified = written.notified();
+        tokio::pin!(notified);
+        // Registered before looking: a writer that empties the queue after the
+        // look notifies this waiter.
+        notified.as_mut().enable();
+        if link.frames.capacity() == link.frames.max_capacity() {
+            return;
+        }
+        let _ = tokio::time::timeout(bound, notified).await;
     }
 
     /// Attaches a connection; frames go there from now on.
@@ -707,9 +746,55 @@ mod tests {
                 frames: tx,
                 kill: CancellationToken::new(),
                 slow_after: Duration::from_secs(30),
+                written: None,
             })
             .await;
         rx
+    }
+
+    /// A finished job waits for its connection's writer to have written its frames
+    /// (`frames_written`), is woken by the writer, and waits no longer than its
+    /// bound: a writer stuck on a client that does not read must not keep the
+    /// job's instance and running slot from being given back.
+    #[tokio::test]
+    async fn a_job_waits_for_its_frames_to_be_written_and_no_longer_than_its_bound() {
+        let outbox = Outbox::new("sess_w".into(), Arc::new(MemoryStore::new()), 1 << 20);
+        let written = Arc::new(Notify::new());
+        let (tx, mut rx) = mpsc::channel(64);
+        outbox
+            .attach(Link {
+                frames: tx,
+                kill: CancellationToken::new(),
+                slow_after: Duration::from_secs(30),
+                written: Some(written.clone()),
+            })
+            .await;
+        let long = Duration::from_secs(30);
+        let within = |d| tokio::time::timeout(Duration::from_secs(10), d);
+        // Nothing queued: nothing to wait for.
+        within(outbox.frames_written(long))
+            .await
+            .expect("waited with nothing queued");
+        // A frame no writer takes: the wait ends at its bound.
+        outbox.send(event(1)).await;
+        let started = std::time::Instant::now();
+        within(outbox.frames_written(Duration::from_millis(200)))
+            .await
+            .expect("waited past its bound");
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "did not wait for the writer"
+        );
+        // A writer that takes the frame and says so ends the wait.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            rx.recv().await;
+            written.notify_waiters();
+            rx
+        });
+        within(outbox.frames_written(long))
+            .await
+            .expect("the writer's word did not end the wait");
     }
 
     /// Regression: `job.accepted` is unsequenced, so it was sent before the job's

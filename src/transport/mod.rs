@@ -9,7 +9,8 @@ pub mod websocket;
 
 use futures_util::{Stream, StreamExt};
 use std::pin::Pin;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc};
 pub use tokio_util::sync::CancellationToken;
 
 /// Most frames a connection's writer takes from its outbound queue in one step
@@ -65,6 +66,10 @@ pub struct Connection {
     /// Cancelling it drops the connection at once, queued frames and all (for a
     /// peer that stopped reading, whose queue a close frame could not get through).
     pub kill: CancellationToken,
+    /// Notified by the connection's writer whenever it has written (and flushed)
+    /// every frame it was given; `None` where no writer of ours does (an
+    /// in-process pair, whose frames the other side takes itself).
+    pub written: Option<Arc<Notify>>,
 }
 
 impl Connection {
@@ -84,6 +89,7 @@ impl Connection {
                 outbound: out_tx,
                 peer: "in-process".into(),
                 kill: CancellationToken::new(),
+                written: None,
             },
             in_tx,
             out_rx,

@@ -46,6 +46,8 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
         }
     });
 
+    let written = std::sync::Arc::new(tokio::sync::Notify::new());
+    let tell_written = written.clone();
     let writer = async move {
         // Buffered, flushed whenever the queue runs dry: bursts of events cost one
         // write, a lone frame is still sent at once.
@@ -64,8 +66,11 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
                     return;
                 }
             }
-            if out_rx.is_empty() && stdout.flush().await.is_err() {
-                return;
+            if out_rx.is_empty() {
+                if stdout.flush().await.is_err() {
+                    return;
+                }
+                tell_written.notify_waiters();
             }
         }
     };
@@ -81,5 +86,6 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
         outbound: out_tx,
         peer: "stdio".into(),
         kill,
+        written: Some(written),
     }
 }

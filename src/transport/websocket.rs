@@ -206,6 +206,8 @@ async fn accept(
     .fuse()
     .boxed();
     let write_kill = kill.clone();
+    let written = std::sync::Arc::new(tokio::sync::Notify::new());
+    let tell_written = written.clone();
 
     // Writer: frames out until the session drops its sender or asks to close. Frames
     // already queued are written together and flushed once: one syscall for a burst
@@ -230,8 +232,11 @@ async fn accept(
                     }
                 }
             }
-            if out_rx.is_empty() && sink.flush().await.is_err() {
-                break;
+            if out_rx.is_empty() {
+                if sink.flush().await.is_err() {
+                    break;
+                }
+                tell_written.notify_waiters();
             }
         }
         let _ = sink.close().await;
@@ -249,5 +254,6 @@ async fn accept(
         outbound: out_tx,
         peer: peer.to_string(),
         kill,
+        written: Some(written),
     })
 }
