@@ -44,10 +44,6 @@ use tracing::Instrument as _;
 /// Longest cancel reason echoed in `job.cancelled`, in bytes.
 const MAX_CANCEL_REASON_BYTES: usize = 1024;
 /// The largest event body: the frame limit less room for the envelope.
-/// How long a finished job waits for its connection's writer to send its terminal
-/// frame before it cleans up anyway (a writer blocked on a client that stops reading).
-const FRAMES_WRITTEN_WAIT: Duration = Duration::from_millis(2);
-
 const EVENT_BODY_LIMIT: usize = crate::protocol::MAX_OUTBOUND_FRAME - (64 << 10);
 
 /// Job states as the wire names them.
@@ -1352,7 +1348,7 @@ impl JobManager {
             // Only when few jobs run: under load, waiting keeps the instance from
             // the jobs queued for one (1,000 sessions × 10 jobs lost 18 % of their
             // jobs/s to a yield here).
-            job.outbox.frames_written(FRAMES_WRITTEN_WAIT).await;
+            job.outbox.frames_taken().await;
         }
         let refill = finished.and_then(crate::sandbox::Finished::release);
         let status = outcome.status;

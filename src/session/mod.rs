@@ -335,7 +335,7 @@ async fn handshake(
         frames: conn.outbound.clone(),
         kill: conn.kill.clone(),
         slow_after: Duration::from_secs(rt.config.limits.slow_client_timeout_sec.max(1)),
-        written: conn.written.clone(),
+        writer: conn.writer.clone(),
     };
     let attachment = match replay_after {
         None => session.outbox.attach(link).await,

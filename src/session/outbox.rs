@@ -209,9 +209,9 @@ pub struct Link {
     pub kill: CancellationToken,
     /// How long the queue may stay full before the client is disconnected.
     pub slow_after: std::time::Duration,
-    /// The connection's writer's "everything given to me is written"
-    /// ([`crate::transport::Connection::written`]).
-    pub written: Option<Arc<Notify>>,
+    /// What the connection's writer says of its progress
+    /// ([`crate::transport::Connection::writer`]).
+    pub writer: Option<Arc<crate::transport::WriterProgress>>,
 }
 
 impl Link {
@@ -394,21 +394,23 @@ impl Outbox {
         }
     }
 
-    /// Waits until the attached connection's writer has written the frames queued
-    /// to it so far, for at most `bound`; returns at once when there is nothing to
+    /// Waits until the attached connection's writer has taken the frames queued to
+    /// it, when it is waiting for frames; returns at once when there is nothing to
     /// wait for (no connection, a connection without a writer of ours, frames still
-    /// waiting for the store, or a queue the writer has emptied already).
+    /// waiting for the store, a writer already busy or gone, or an empty queue).
     ///
     /// For a job that has sent its terminal message and has cleaning up to do
-    /// (its instance, its spare): waiting here lets the writer, woken by those
-    /// frames and usually on this same worker, send them first, and then wakes the
-    /// job from that worker. `tokio::task::yield_now` did the same but, on a
+    /// (its instance, its spare): the writer, woken by those frames and usually on
+    /// this same worker, takes them and wakes the job, which then runs once the
+    /// writer's turn has ended, after it has written and flushed them (unless its
+    /// peer holds it up). `tokio::task::yield_now` did the same but, on a
     /// multi-threaded runtime, woke the runtime's other, idle worker for every job
     /// (the yielded task is put back after a search for work to steal, and a worker
-    /// that finds work after searching wakes another): that thread's wake-up took
-    /// the client's core and cost a sequential echo ~30 µs (BENCHMARKS.md,
-    /// 2026-12-07 08:00). `bound` covers a writer stuck on a client that does not read.
-    pub async fn frames_written(&self, bound: std::time::Duration) {
+    /// that finds work after searching wakes another), and so did a timer to bound
+    /// the wait (a timer earlier than the sleeping worker's wakes it to re-arm): that
+    /// thread's wake-up took the client's core (BENCHMARKS.md, 2026-12-07 08:00).
+    /// No timer is needed: a writer held up by its peer is busy, and is not waited for.
+    pub async fn frames_taken(&self) {
         let link = {
             let inner = self.inner.lock().await;
             match &inner.conn {
@@ -416,18 +418,12 @@ impl Outbox {
                 _ => return,
             }
         };
-        let Some(written) = &link.written else {
-            return;
-        };
-        let notified = written.notified();
-        tokio::pin!(notified);
-        // Registered before looking: a writer that empties the queue after the
-        // look notifies this waiter.
-        notified.as_mut().enable();
-        if link.frames.capacity() == link.frames.max_capacity() {
-            return;
+        if let Some(writer) = &link.writer {
+            let frames = &link.frames;
+            writer
+                .until_taken(|| frames.capacity() == frames.max_capacity())
+                .await;
         }
-        let _ = tokio::time::timeout(bound, notified).await;
     }
 
     /// Attaches a connection; frames go there from now on.
@@ -746,55 +742,70 @@ mod tests {
                 frames: tx,
                 kill: CancellationToken::new(),
                 slow_after: Duration::from_secs(30),
-                written: None,
+                writer: None,
             })
             .await;
         rx
     }
 
-    /// A finished job waits for its connection's writer to have written its frames
-    /// (`frames_written`), is woken by the writer, and waits no longer than its
-    /// bound: a writer stuck on a client that does not read must not keep the
-    /// job's instance and running slot from being given back.
+    /// A finished job waits for its connection's writer to take its frames
+    /// (`frames_taken`) only while that writer waits for frames, and is woken when
+    /// it takes them; a writer that is busy (held up by a peer that does not read,
+    /// say) or gone is not waited for, so it cannot keep the job's instance and
+    /// running slot from being given back.
     #[tokio::test]
-    async fn a_job_waits_for_its_frames_to_be_written_and_no_longer_than_its_bound() {
+    async fn a_job_waits_for_its_frames_to_be_taken_only_by_a_waiting_writer() {
+        use crate::transport::WriterProgress;
         let outbox = Outbox::new("sess_w".into(), Arc::new(MemoryStore::new()), 1 << 20);
-        let written = Arc::new(Notify::new());
+        let progress = Arc::new(WriterProgress::default());
         let (tx, mut rx) = mpsc::channel(64);
         outbox
             .attach(Link {
                 frames: tx,
                 kill: CancellationToken::new(),
                 slow_after: Duration::from_secs(30),
-                written: Some(written.clone()),
+                writer: Some(progress.clone()),
             })
             .await;
-        let long = Duration::from_secs(30);
         let within = |d| tokio::time::timeout(Duration::from_secs(10), d);
+        progress.waiting();
         // Nothing queued: nothing to wait for.
-        within(outbox.frames_written(long))
+        within(outbox.frames_taken())
             .await
             .expect("waited with nothing queued");
-        // A frame no writer takes: the wait ends at its bound.
+        // A frame queued to a writer that waits for frames: the wait ends when the
+        // writer takes it, not before.
         outbox.send(event(1)).await;
+        let writer = tokio::spawn({
+            let progress = progress.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                rx.recv().await;
+                progress.took();
+                rx
+            }
+        });
         let started = std::time::Instant::now();
-        within(outbox.frames_written(Duration::from_millis(200)))
+        within(outbox.frames_taken())
             .await
-            .expect("waited past its bound");
+            .expect("the writer's taking did not end the wait");
         assert!(
-            started.elapsed() >= Duration::from_millis(200),
+            started.elapsed() >= Duration::from_millis(100),
             "did not wait for the writer"
         );
-        // A writer that takes the frame and says so ends the wait.
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            rx.recv().await;
-            written.notify_waiters();
-            rx
-        });
-        within(outbox.frames_written(long))
+        let _rx = writer.await.unwrap();
+        // A frame queued to a busy writer (it took the last ones and has not come
+        // back for more): not waited for.
+        outbox.send(event(2)).await;
+        within(outbox.frames_taken())
             .await
-            .expect("the writer's word did not end the wait");
+            .expect("waited for a busy writer");
+        // A writer that is gone is never waited for.
+        progress.waiting();
+        drop(progress.until_gone());
+        within(outbox.frames_taken())
+            .await
+            .expect("waited for a writer that is gone");
     }
 
     /// Regression: `job.accepted` is unsequenced, so it was sent before the job's

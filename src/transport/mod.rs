@@ -10,6 +10,7 @@ pub mod websocket;
 use futures_util::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Notify, mpsc};
 pub use tokio_util::sync::CancellationToken;
 
@@ -66,10 +67,61 @@ pub struct Connection {
     /// Cancelling it drops the connection at once, queued frames and all (for a
     /// peer that stopped reading, whose queue a close frame could not get through).
     pub kill: CancellationToken,
-    /// Notified by the connection's writer whenever it has written (and flushed)
-    /// every frame it was given; `None` where no writer of ours does (an
-    /// in-process pair, whose frames the other side takes itself).
-    pub written: Option<Arc<Notify>>,
+    /// What the connection's writer says of its progress; `None` where no writer
+    /// of ours takes the frames (an in-process pair, whose other side does).
+    pub writer: Option<Arc<WriterProgress>>,
+}
+
+/// A connection writer's progress, for a sender that lets its frames go out before
+/// it goes on to other work (a finished job, before it cleans up: see
+/// `Outbox::frames_taken`).
+#[derive(Debug, Default)]
+pub struct WriterProgress {
+    taken: Notify,
+    /// Set while the writer is not waiting for frames: writing them, flushing
+    /// (perhaps held up by a peer that does not read), or stopped for good.
+    busy: AtomicBool,
+}
+
+impl WriterProgress {
+    /// The writer waits for frames.
+    pub fn waiting(&self) {
+        self.busy.store(false, Ordering::SeqCst);
+    }
+
+    /// The writer has taken frames from its queue and writes them now.
+    pub fn took(&self) {
+        self.busy.store(true, Ordering::SeqCst);
+        self.taken.notify_waiters();
+    }
+
+    /// Waits until the writer takes what is in its queue, when it is waiting for
+    /// frames; returns at once when it is busy (or gone) or `queue_is_empty`.
+    /// Never waits on a writer held up by its peer: that one is busy.
+    pub async fn until_taken(&self, queue_is_empty: impl Fn() -> bool) {
+        let taken = self.taken.notified();
+        tokio::pin!(taken);
+        // Registered before looking: a writer that takes the frames after the look
+        // wakes this waiter.
+        taken.as_mut().enable();
+        if self.busy.load(Ordering::SeqCst) || queue_is_empty() {
+            return;
+        }
+        taken.await;
+    }
+
+    /// A guard that marks the writer busy for good when dropped: the writer's task
+    /// holds it, so a writer that ends in any way (killed with its connection too)
+    /// is never waited for.
+    pub fn until_gone(self: &Arc<Self>) -> impl Drop + Send + 'static {
+        struct Gone(Arc<WriterProgress>);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                self.0.took();
+            }
+        }
+        Gone(self.clone())
+    }
 }
 
 impl Connection {
@@ -89,7 +141,7 @@ impl Connection {
                 outbound: out_tx,
                 peer: "in-process".into(),
                 kill: CancellationToken::new(),
-                written: None,
+                writer: None,
             },
             in_tx,
             out_rx,

@@ -46,15 +46,19 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
         }
     });
 
-    let written = std::sync::Arc::new(tokio::sync::Notify::new());
-    let tell_written = written.clone();
+    let progress = std::sync::Arc::new(super::WriterProgress::default());
+    let gone = progress.until_gone();
+    let writing = progress.clone();
     let writer = async move {
         // Buffered, flushed whenever the queue runs dry: bursts of events cost one
         // write, a lone frame is still sent at once.
         // Taken in runs, as the WebSocket writer does (see `super::WRITE_RUN`).
         let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
         let mut run = Vec::with_capacity(super::WRITE_RUN);
+        let _gone = gone;
+        writing.waiting();
         while out_rx.recv_many(&mut run, super::WRITE_RUN).await > 0 {
+            writing.took();
             for out in run.drain(..) {
                 let FrameOut::Frame(text) = out else {
                     let _ = stdout.flush().await;
@@ -66,12 +70,10 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
                     return;
                 }
             }
-            if out_rx.is_empty() {
-                if stdout.flush().await.is_err() {
-                    return;
-                }
-                tell_written.notify_waiters();
+            if out_rx.is_empty() && stdout.flush().await.is_err() {
+                return;
             }
+            writing.waiting();
         }
     };
     tokio::spawn(async move {
@@ -86,6 +88,6 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
         outbound: out_tx,
         peer: "stdio".into(),
         kill,
-        written: Some(written),
+        writer: Some(progress),
     }
 }

@@ -206,15 +206,19 @@ async fn accept(
     .fuse()
     .boxed();
     let write_kill = kill.clone();
-    let written = std::sync::Arc::new(tokio::sync::Notify::new());
-    let tell_written = written.clone();
+    let progress = std::sync::Arc::new(super::WriterProgress::default());
+    let gone = progress.until_gone();
+    let writing = progress.clone();
 
     // Writer: frames out until the session drops its sender or asks to close. Frames
     // already queued are written together and flushed once: one syscall for a burst
     // of events instead of one per frame. They are taken in runs (`WRITE_RUN`).
     let writer = async move {
         let mut run = Vec::with_capacity(super::WRITE_RUN);
+        let _gone = gone;
+        writing.waiting();
         'conn: while out_rx.recv_many(&mut run, super::WRITE_RUN).await > 0 {
+            writing.took();
             for out in run.drain(..) {
                 match out {
                     FrameOut::Frame(text) => {
@@ -232,12 +236,10 @@ async fn accept(
                     }
                 }
             }
-            if out_rx.is_empty() {
-                if sink.flush().await.is_err() {
-                    break;
-                }
-                tell_written.notify_waiters();
+            if out_rx.is_empty() && sink.flush().await.is_err() {
+                break;
             }
+            writing.waiting();
         }
         let _ = sink.close().await;
     };
@@ -254,6 +256,6 @@ async fn accept(
         outbound: out_tx,
         peer: peer.to_string(),
         kill,
-        written: Some(written),
+        writer: Some(progress),
     })
 }
