@@ -4,7 +4,9 @@
 //! and commits it in one transaction: many writes per commit under load, one per
 //! write when idle (group commit). After each commit it publishes the highest ticket
 //! of the batch, which is what lets a session send a frame as soon as its write is
-//! durable without waiting for each write in turn. Reads use their own connection,
+//! durable without waiting for each write in turn. A job's ending that finds the
+//! writer with nothing to do is committed by the job's own thread instead, on the
+//! same connection (see `SqliteStore::commit_here`). Reads use their own connection,
 //! which WAL lets run beside the writer.
 //!
 //! Sequenced envelopes are stored as runs: the consecutive envelopes of one job in
