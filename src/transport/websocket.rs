@@ -4,8 +4,12 @@
 
 use super::{CancellationToken, Connection, FrameIn, FrameOut};
 use futures_util::stream::SplitStream;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::task::{ArcWake, AtomicWaker, waker_ref};
+use futures_util::{Sink, SinkExt, StreamExt};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -161,6 +165,85 @@ impl Reader {
     }
 }
 
+/// The writing half of a connection, polled with a waker of its own that wakes the
+/// writer's task only while one of its writes or flushes is pending.
+///
+/// tokio-tungstenite wakes whichever task last wrote whenever the socket becomes
+/// readable (its waker proxy wakes a read's and a write's waker together, since a
+/// read may have to write), so every frame a client sent woke the idle writer as
+/// well as the session's task. With two tasks ready at once, tokio's multi-threaded
+/// scheduler woke its other, sleeping worker to share them, and a sequential
+/// client's next request then ran on the other core, its caches cold, for nine in
+/// ten requests (BENCHMARKS.md, 2026-12-07 09:00).
+struct Gated<S> {
+    inner: S,
+    gate: std::sync::Arc<Gate>,
+}
+
+/// The writer task's waker, and whether a write of it waits for the socket.
+#[derive(Default)]
+struct Gate {
+    task: AtomicWaker,
+    pending: AtomicBool,
+}
+
+impl ArcWake for Gate {
+    fn wake_by_ref(gate: &std::sync::Arc<Self>) {
+        if gate.pending.load(Ordering::SeqCst) {
+            gate.task.wake();
+        }
+    }
+}
+
+impl<S> Gated<S> {
+    fn new(inner: S) -> Self {
+        Gated {
+            inner,
+            gate: std::sync::Arc::default(),
+        }
+    }
+}
+
+impl<S: Sink<Message> + Unpin> Gated<S> {
+    /// Runs one poll of the inner sink with the gate's waker, the writer's task
+    /// registered behind it and let through until the operation is ready.
+    fn gated<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<Result<T, S::Error>>,
+    ) -> Poll<Result<T, S::Error>> {
+        self.gate.task.register(cx.waker());
+        // Armed before the poll: a wake that its registration brings is let through.
+        self.gate.pending.store(true, Ordering::SeqCst);
+        let waker = waker_ref(&self.gate);
+        let polled = op(Pin::new(&mut self.inner), &mut Context::from_waker(&waker));
+        if polled.is_ready() {
+            self.gate.pending.store(false, Ordering::SeqCst);
+        }
+        polled
+    }
+}
+
+impl<S: Sink<Message> + Unpin> Sink<Message> for Gated<S> {
+    type Error = S::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.get_mut().gated(cx, |s, cx| s.poll_ready(cx))
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), S::Error> {
+        Pin::new(&mut self.get_mut().inner).start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.get_mut().gated(cx, |s, cx| s.poll_flush(cx))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.get_mut().gated(cx, |s, cx| s.poll_close(cx))
+    }
+}
+
 #[allow(clippy::result_large_err)] // the callback signature is tungstenite's
 fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
     if req.uri().path() == PATH {
@@ -189,7 +272,8 @@ async fn accept(
         .max_frame_size(Some(settings.max_inbound_frame));
     let ws =
         tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config)).await?;
-    let (mut sink, stream) = ws.split();
+    let (sink, stream) = ws.split();
+    let mut sink = Gated::new(sink);
     let (out_tx, mut out_rx) = mpsc::channel::<FrameOut>(settings.outbound_queue);
     let kill = CancellationToken::new();
     let reader = Reader {
@@ -258,4 +342,78 @@ async fn accept(
         kill,
         writer: Some(progress),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Counted(AtomicUsize);
+
+    impl ArcWake for Counted {
+        fn wake_by_ref(counted: &std::sync::Arc<Self>) {
+            counted.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Regression: every frame a client sent woke the connection's idle writer
+    /// task too (tokio-tungstenite's waker proxy), which made tokio wake its other
+    /// worker and moved each next request to the other core. The writer, idle after
+    /// a flush, must not be woken by a frame coming in; a write that waits for the
+    /// socket still is.
+    #[tokio::test]
+    async fn a_frame_coming_in_does_not_wake_the_idle_writer() {
+        let (server_io, client_io) = tokio::io::duplex(1 << 16);
+        let server = WebSocketStream::from_raw_socket(server_io, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let (sink, mut stream) = server.split();
+        let mut sink = Gated::new(sink);
+        let writer = std::sync::Arc::new(Counted::default());
+        let reader = std::sync::Arc::new(Counted::default());
+        // The writer writes and flushes, as after an answer: its waker is registered.
+        let writer_waker = waker_ref(&writer);
+        let mut writer_cx = Context::from_waker(&writer_waker);
+        assert!(Pin::new(&mut sink).poll_ready(&mut writer_cx).is_ready());
+        Pin::new(&mut sink)
+            .start_send(Message::text("answer"))
+            .unwrap();
+        assert!(matches!(
+            Pin::new(&mut sink).poll_flush(&mut writer_cx),
+            Poll::Ready(Ok(()))
+        ));
+        // The session's task waits for the next frame.
+        let reader_waker = waker_ref(&reader);
+        let mut reader_cx = Context::from_waker(&reader_waker);
+        assert!(stream.poll_next_unpin(&mut reader_cx).is_pending());
+        client.send(Message::text("next request")).await.unwrap();
+        assert_eq!(
+            reader.0.load(Ordering::SeqCst),
+            1,
+            "the reader was not woken"
+        );
+        assert_eq!(
+            writer.0.load(Ordering::SeqCst),
+            0,
+            "the idle writer was woken"
+        );
+        // A writer whose flush waits for the socket is woken when it drains.
+        let mut reply = String::from("x");
+        while reply.len() < (1 << 17) {
+            reply.push_str(&reply.clone());
+        }
+        assert!(Pin::new(&mut sink).poll_ready(&mut writer_cx).is_ready());
+        Pin::new(&mut sink)
+            .start_send(Message::text(reply))
+            .unwrap();
+        assert!(Pin::new(&mut sink).poll_flush(&mut writer_cx).is_pending());
+        let _ = client.next().await;
+        assert!(
+            writer.0.load(Ordering::SeqCst) >= 1,
+            "a pending flush was not woken"
+        );
+    }
 }
