@@ -174,7 +174,7 @@ impl Reader {
 /// well as the session's task. With two tasks ready at once, tokio's multi-threaded
 /// scheduler woke its other, sleeping worker to share them, and a sequential
 /// client's next request then ran on the other core, its caches cold, for nine in
-/// ten requests (BENCHMARKS.md, 2026-12-07 09:00).
+/// ten requests (BENCHMARKS.md, 2026-12-07 09:30).
 struct Gated<S> {
     inner: S,
     gate: std::sync::Arc<Gate>,
