@@ -758,6 +758,7 @@ mod tests {
         use crate::transport::WriterProgress;
         let outbox = Outbox::new("sess_w".into(), Arc::new(MemoryStore::new()), 1 << 20);
         let progress = Arc::new(WriterProgress::default());
+        let reporter = progress.reporter();
         let (tx, mut rx) = mpsc::channel(64);
         outbox
             .attach(Link {
@@ -768,7 +769,6 @@ mod tests {
             })
             .await;
         let within = |d| tokio::time::timeout(Duration::from_secs(10), d);
-        progress.waiting();
         // Nothing queued: nothing to wait for.
         within(outbox.frames_taken())
             .await
@@ -776,14 +776,11 @@ mod tests {
         // A frame queued to a writer that waits for frames: the wait ends when the
         // writer takes it, not before.
         outbox.send(event(1)).await;
-        let writer = tokio::spawn({
-            let progress = progress.clone();
-            async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                rx.recv().await;
-                progress.took();
-                rx
-            }
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            rx.recv().await;
+            reporter.took();
+            (rx, reporter)
         });
         let started = std::time::Instant::now();
         within(outbox.frames_taken())
@@ -793,7 +790,7 @@ mod tests {
             started.elapsed() >= Duration::from_millis(100),
             "did not wait for the writer"
         );
-        let _rx = writer.await.unwrap();
+        let (_rx, reporter) = writer.await.unwrap();
         // A frame queued to a busy writer (it took the last ones and has not come
         // back for more): not waited for.
         outbox.send(event(2)).await;
@@ -801,8 +798,8 @@ mod tests {
             .await
             .expect("waited for a busy writer");
         // A writer that is gone is never waited for.
-        progress.waiting();
-        drop(progress.until_gone());
+        reporter.waiting();
+        drop(reporter);
         within(outbox.frames_taken())
             .await
             .expect("waited for a writer that is gone");

@@ -84,17 +84,6 @@ pub struct WriterProgress {
 }
 
 impl WriterProgress {
-    /// The writer waits for frames.
-    pub fn waiting(&self) {
-        self.busy.store(false, Ordering::SeqCst);
-    }
-
-    /// The writer has taken frames from its queue and writes them now.
-    pub fn took(&self) {
-        self.busy.store(true, Ordering::SeqCst);
-        self.taken.notify_waiters();
-    }
-
     /// Waits until the writer takes what is in its queue, when it is waiting for
     /// frames; returns at once when it is busy (or gone) or `queue_is_empty`.
     /// Never waits on a writer held up by its peer: that one is busy.
@@ -110,17 +99,34 @@ impl WriterProgress {
         taken.await;
     }
 
-    /// A guard that marks the writer busy for good when dropped: the writer's task
-    /// holds it, so a writer that ends in any way (killed with its connection too)
-    /// is never waited for.
-    pub fn until_gone(self: &Arc<Self>) -> impl Drop + Send + 'static {
-        struct Gone(Arc<WriterProgress>);
-        impl Drop for Gone {
-            fn drop(&mut self) {
-                self.0.took();
-            }
-        }
-        Gone(self.clone())
+    /// What the writer's task reports through; a new one starts out waiting for
+    /// frames.
+    pub fn reporter(self: &Arc<Self>) -> ProgressReporter {
+        ProgressReporter(self.clone())
+    }
+}
+
+/// The writer's side of [`WriterProgress`]. Dropped with the writer's task, it
+/// marks the writer busy for good, so a writer that ends in any way (killed with
+/// its connection too) is never waited for.
+pub struct ProgressReporter(Arc<WriterProgress>);
+
+impl ProgressReporter {
+    /// The writer waits for frames.
+    pub fn waiting(&self) {
+        self.0.busy.store(false, Ordering::SeqCst);
+    }
+
+    /// The writer has taken frames from its queue and writes them now.
+    pub fn took(&self) {
+        self.0.busy.store(true, Ordering::SeqCst);
+        self.0.taken.notify_waiters();
+    }
+}
+
+impl Drop for ProgressReporter {
+    fn drop(&mut self) {
+        self.took();
     }
 }
 

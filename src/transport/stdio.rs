@@ -47,16 +47,13 @@ pub fn connect(max_line: usize, outbound_queue: usize) -> Connection {
     });
 
     let progress = std::sync::Arc::new(super::WriterProgress::default());
-    let gone = progress.until_gone();
-    let writing = progress.clone();
+    let writing = progress.reporter();
     let writer = async move {
         // Buffered, flushed whenever the queue runs dry: bursts of events cost one
         // write, a lone frame is still sent at once.
         // Taken in runs, as the WebSocket writer does (see `super::WRITE_RUN`).
         let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
         let mut run = Vec::with_capacity(super::WRITE_RUN);
-        let _gone = gone;
-        writing.waiting();
         while out_rx.recv_many(&mut run, super::WRITE_RUN).await > 0 {
             writing.took();
             for out in run.drain(..) {

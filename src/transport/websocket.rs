@@ -291,16 +291,13 @@ async fn accept(
     .boxed();
     let write_kill = kill.clone();
     let progress = std::sync::Arc::new(super::WriterProgress::default());
-    let gone = progress.until_gone();
-    let writing = progress.clone();
+    let writing = progress.reporter();
 
     // Writer: frames out until the session drops its sender or asks to close. Frames
     // already queued are written together and flushed once: one syscall for a burst
     // of events instead of one per frame. They are taken in runs (`WRITE_RUN`).
     let writer = async move {
         let mut run = Vec::with_capacity(super::WRITE_RUN);
-        let _gone = gone;
-        writing.waiting();
         'conn: while out_rx.recv_many(&mut run, super::WRITE_RUN).await > 0 {
             writing.took();
             for out in run.drain(..) {
